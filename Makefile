@@ -1,0 +1,87 @@
+# SPDX-License-Identifier: GPL-2.0
+# fuse-adio: out-of-tree fuse.ko with the async direct IO series applied.
+#
+#   make              stage fs/fuse from KSRC into fs-fuse/, apply
+#                     patches/series, build fs-fuse/fuse.ko against KDIR
+#   make stock        the unpatched fuse.ko (fs-fuse-stock/), for A/B runs
+#   make check        everything: deps, debug kernel, module, patch hygiene,
+#                     server and selftests on the host and in the guest
+#   make check-stock  the selftests against the stock module: shows which
+#                     gaps the series closes (expected to fail)
+#   make bench        the benchmark (perf kernel, stock vs patched)
+#   make patches-check  checkpatch --strict and a build after each patch
+#   make kernel [FLAVOUR=debug|perf]  build (once) a test kernel
+#   make vm CMD='...' [FLAVOUR=..] [MODULE=..]  run a command in the guest
+#
+# Knobs: KSRC (kernel source tree or tarball, default Debian's
+# /usr/src/linux-source-6.12.tar.xz), KDIR (kernel build tree, default
+# the project's debug test kernel), FUSE_ADIO_CACHE (default
+# ~/.cache/fuse-adio), FUSE_ADIO_ACCEL=kvm to use KVM on real hardware.
+
+KSRC ?= /usr/src/linux-source-6.12.tar.xz
+KDIR ?=
+FLAVOUR ?= debug
+MODULE ?= patched
+CMD ?= sh
+export KSRC KDIR
+
+S := $(CURDIR)/scripts
+
+.PHONY: all module stock kernel kernels deps selftests server tools \
+	patches-check check check-stock bench vm clean distclean help
+
+all: module
+
+module:
+	@$(S)/build-module
+
+stock:
+	@$(S)/build-module --stock
+
+kernel:
+	@$(S)/build-kernel $(FLAVOUR)
+
+kernels:
+	@$(S)/build-kernel debug
+	@$(S)/build-kernel perf
+
+deps:
+	@$(S)/install-deps
+
+# Userspace parts; the selftests use the harness and lib.mk of KSRC.
+selftests:
+	@$(S)/build-userspace selftests
+
+server:
+	@$(S)/build-userspace server
+
+tools:
+	@$(S)/build-userspace tools
+
+patches-check:
+	@$(S)/patches-check
+
+check:
+	@$(S)/check
+
+check-stock:
+	@$(S)/check --module stock
+
+bench:
+	@$(S)/bench
+
+vm:
+	@$(S)/vm-run --kernel $(FLAVOUR) --module $(MODULE) -- sh -c '$(CMD)'
+
+clean:
+	rm -rf fs-fuse fs-fuse-stock .patches-check modules.order Module.symvers \
+		.modules.order.cmd .Module.symvers.cmd
+	-$(MAKE) -C userspace-server clean
+	-$(MAKE) -C bench/aio-stress clean
+	-$(MAKE) -C selftests clean
+
+distclean: clean
+	rm -rf logs
+
+help:
+	@sed -n '2,22p' Makefile | sed 's/^# \{0,1\}//'
