@@ -1,0 +1,231 @@
+/* io_uring backend: workers queue the backend IO on one shared ring and
+ * return at once; a completion thread reaps CQEs and completes the FUSE
+ * request (reply, or hand-off to the delay queue).  One ring keeps as many
+ * backend IOs in flight as the kernel sends us.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <liburing.h>
+
+#if defined(__has_include)
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#endif
+#endif
+#ifndef VALGRIND_MAKE_MEM_DEFINED
+#define VALGRIND_MAKE_MEM_DEFINED(p, n) ((void)(p), (void)(n))
+#endif
+
+#include "backend.h"
+#include "io.h"
+
+#define RING_ENTRIES 256
+
+struct uring_state {
+	struct io_uring ring;
+	pthread_mutex_t sq_lock;	/* submitters: workers + reaper */
+	pthread_t reaper;
+	atomic_long inflight;		/* ops submitted, not yet completed */
+	bool stopping;			/* reaper only */
+};
+
+/* Queues the remaining part of op; returns 0 or a negative errno. */
+static int queue_op(struct uring_state *u, struct io_req *op)
+{
+	struct io_uring_sqe *sqe;
+	char *p = op->buf + op->done;
+	unsigned int len = (unsigned int)(op->size - op->done);
+	__u64 off = (__u64)op->off + op->done;
+	int ret;
+
+	pthread_mutex_lock(&u->sq_lock);
+	sqe = io_uring_get_sqe(&u->ring);
+	if (sqe == NULL) {
+		io_uring_submit(&u->ring);
+		sqe = io_uring_get_sqe(&u->ring);
+	}
+	if (sqe == NULL) {
+		pthread_mutex_unlock(&u->sq_lock);
+		return -EBUSY;
+	}
+	if (op->kind == IO_READ)
+		io_uring_prep_read(sqe, op->file->fd, p, len, off);
+	else
+		io_uring_prep_write(sqe, op->file->fd, p, len, off);
+	io_uring_sqe_set_data(sqe, op);
+	/* Once queued the SQE belongs to the ring: on a transient error
+	 * keep entering until the kernel has taken it. */
+	while ((ret = io_uring_submit(&u->ring)) < 0 &&
+	       (ret == -EINTR || ret == -EAGAIN || ret == -EBUSY))
+		sched_yield();
+	pthread_mutex_unlock(&u->sq_lock);
+	if (ret < 0) {
+		fprintf(stderr, "passthrough: io_uring_submit: %s\n",
+			strerror(-ret));
+		return ret;
+	}
+	return 0;
+}
+
+static void finish(struct uring_state *u, struct io_req *op)
+{
+	atomic_fetch_sub(&u->inflight, 1);
+	io_complete(op);
+}
+
+static void uring_submit(void *state, struct io_req *op)
+{
+	struct uring_state *u = state;
+	int ret;
+
+	if (op->size == 0) {
+		io_complete(op);
+		return;
+	}
+	atomic_fetch_add(&u->inflight, 1);
+	ret = queue_op(u, op);
+	if (ret < 0) {
+		op->err = -ret;
+		finish(u, op);
+	}
+}
+
+static void handle_cqe(struct uring_state *u, struct io_req *op, int res)
+{
+	if (res == -EAGAIN || res == -EINTR)
+		goto again;
+	if (res < 0) {
+		op->err = -res;
+		finish(u, op);
+		return;
+	}
+	if (res == 0) {
+		if (op->kind == IO_WRITE)
+			op->err = EIO;
+		finish(u, op);	/* READ: end of file */
+		return;
+	}
+	if (op->kind == IO_READ)	/* the kernel wrote it, not us */
+		VALGRIND_MAKE_MEM_DEFINED(op->buf + op->done, res);
+	op->done += (size_t)res;
+	if (op->done >= op->size) {
+		finish(u, op);
+		return;
+	}
+again:
+	res = queue_op(u, op);
+	if (res < 0) {
+		op->err = -res;
+		finish(u, op);
+	}
+}
+
+static void *reaper(void *arg)
+{
+	struct uring_state *u = arg;
+
+	while (!(u->stopping && atomic_load(&u->inflight) == 0)) {
+		struct io_uring_cqe *cqe;
+		struct io_req *op;
+		int ret, res;
+
+		ret = io_uring_wait_cqe(&u->ring, &cqe);
+		if (ret == -EINTR || ret == -EAGAIN)
+			continue;
+		if (ret < 0) {
+			fprintf(stderr, "passthrough: io_uring_wait_cqe: %s\n",
+				strerror(-ret));
+			break;
+		}
+		op = io_uring_cqe_get_data(cqe);
+		res = cqe->res;
+		io_uring_cqe_seen(&u->ring, cqe);
+		if (op == NULL)
+			u->stopping = true;	/* the NOP from uring_stop() */
+		else
+			handle_cqe(u, op, res);
+	}
+	return NULL;
+}
+
+static int uring_start(struct server *srv, void **state)
+{
+	struct uring_state *u;
+	int ret;
+
+	(void)srv;
+	u = calloc(1, sizeof(*u));
+	if (u == NULL) {
+		fprintf(stderr, "passthrough: out of memory for io_uring backend\n");
+		return -ENOMEM;
+	}
+	ret = io_uring_queue_init(RING_ENTRIES, &u->ring, 0);
+	if (ret < 0) {
+		fprintf(stderr, "passthrough: --backend uring: io_uring unavailable: %s\n",
+			strerror(-ret));
+		free(u);
+		return ret;
+	}
+	pthread_mutex_init(&u->sq_lock, NULL);
+	atomic_init(&u->inflight, 0);
+	ret = pthread_create(&u->reaper, NULL, reaper, u);
+	if (ret) {
+		fprintf(stderr, "passthrough: cannot start io_uring completion thread: %s\n",
+			strerror(ret));
+		pthread_mutex_destroy(&u->sq_lock);
+		io_uring_queue_exit(&u->ring);
+		free(u);
+		return -ret;
+	}
+	*state = u;
+	return 0;
+}
+
+static void uring_stop(void *state)
+{
+	struct uring_state *u = state;
+	struct io_uring_sqe *sqe;
+	int ret;
+
+	pthread_mutex_lock(&u->sq_lock);
+	sqe = io_uring_get_sqe(&u->ring);
+	if (sqe == NULL) {
+		io_uring_submit(&u->ring);
+		sqe = io_uring_get_sqe(&u->ring);
+	}
+	if (sqe != NULL) {
+		io_uring_prep_nop(sqe);
+		io_uring_sqe_set_data(sqe, NULL);
+		while ((ret = io_uring_submit(&u->ring)) < 0 &&
+		       (ret == -EINTR || ret == -EAGAIN || ret == -EBUSY))
+			sched_yield();
+	} else {
+		ret = -EBUSY;
+	}
+	pthread_mutex_unlock(&u->sq_lock);
+	if (ret < 0) {
+		fprintf(stderr, "passthrough: cannot stop io_uring completion thread: %s\n",
+			strerror(-ret));
+		pthread_cancel(u->reaper);
+	}
+	pthread_join(u->reaper, NULL);
+	pthread_mutex_destroy(&u->sq_lock);
+	io_uring_queue_exit(&u->ring);
+	free(u);
+}
+
+const struct io_backend io_backend_uring = {
+	.name = "uring",
+	.async = true,
+	.start = uring_start,
+	.submit = uring_submit,
+	.stop = uring_stop,
+};

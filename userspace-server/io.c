@@ -1,0 +1,138 @@
+/* READ/WRITE handlers and the reply path shared by all backends. */
+#define _GNU_SOURCE
+#include "io.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "delay.h"
+#include "server.h"
+
+struct pt_file *file_new(int fd)
+{
+	struct pt_file *f = malloc(sizeof(*f));
+
+	if (f == NULL)
+		return NULL;
+	f->fd = fd;
+	atomic_init(&f->refs, 1);
+	return f;
+}
+
+struct pt_file *file_get(struct pt_file *f)
+{
+	atomic_fetch_add(&f->refs, 1);
+	return f;
+}
+
+void file_put(struct pt_file *f)
+{
+	if (atomic_fetch_sub(&f->refs, 1) == 1) {
+		close(f->fd);
+		free(f);
+	}
+}
+
+static struct io_req *io_req_new(fuse_req_t req, enum io_kind kind,
+				 size_t size, off_t off,
+				 struct fuse_file_info *fi)
+{
+	struct server *srv = req_server(req);
+	struct io_req *op;
+
+	stats_begin(&srv->stats, kind);
+	op = calloc(1, sizeof(*op));
+	if (op == NULL) {
+		fuse_reply_err(req, ENOMEM);
+		stats_end(&srv->stats, kind, 0);
+		return NULL;
+	}
+	op->srv = srv;
+	op->req = req;
+	op->kind = kind;
+	op->file = file_get(fi_file(fi));
+	op->size = size;
+	op->off = off;
+	return op;
+}
+
+void io_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+	     struct fuse_file_info *fi)
+{
+	struct io_req *op = io_req_new(req, IO_READ, size, off, fi);
+	struct server *srv;
+
+	(void)ino;
+	if (op == NULL)
+		return;
+	srv = op->srv;
+	if (size > 0) {
+		op->buf = malloc(size);
+		if (op->buf == NULL) {
+			op->err = ENOMEM;
+			io_complete(op);
+			return;
+		}
+		op->own_buf = true;
+	}
+	srv->backend->submit(srv->backend_state, op);
+}
+
+void io_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
+	      off_t off, struct fuse_file_info *fi)
+{
+	struct io_req *op = io_req_new(req, IO_WRITE, size, off, fi);
+	struct server *srv;
+
+	(void)ino;
+	if (op == NULL)
+		return;
+	srv = op->srv;
+	if (srv->backend->async && size > 0) {
+		/* buf lives in libfuse's receive buffer, which the worker
+		 * reuses as soon as we return. */
+		op->buf = malloc(size);
+		if (op->buf == NULL) {
+			op->err = ENOMEM;
+			io_complete(op);
+			return;
+		}
+		memcpy(op->buf, buf, size);
+		op->own_buf = true;
+	} else {
+		op->buf = (char *)buf;
+	}
+	srv->backend->submit(srv->backend_state, op);
+}
+
+void io_complete(struct io_req *op)
+{
+	if (!op->own_buf)
+		op->buf = NULL;	/* borrowed WRITE data: gone after return */
+	if (op->err && op->done > 0)
+		op->err = 0;	/* short transfer: report what was done */
+	if (op->srv->delay)
+		delay_push(op->srv->delay, op);
+	else
+		io_reply(op);
+}
+
+void io_reply(struct io_req *op)
+{
+	struct server *srv = op->srv;
+
+	if (op->err)
+		fuse_reply_err(op->req, op->err);
+	else if (op->kind == IO_READ)
+		fuse_reply_buf(op->req, op->buf, op->done);
+	else
+		fuse_reply_write(op->req, op->done);
+	stats_end(&srv->stats, op->kind, op->err ? 0 : op->done);
+	file_put(op->file);
+	if (op->own_buf)
+		free(op->buf);
+	free(op);
+}

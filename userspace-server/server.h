@@ -1,0 +1,33 @@
+/* The one server context: built in main.c and reached from every request
+ * through fuse_req_userdata(). */
+#ifndef PT_SERVER_H
+#define PT_SERVER_H
+
+#include "pt_fuse.h"
+#include "inode.h"
+#include "options.h"
+#include "stats.h"
+
+struct io_backend;
+struct delay_queue;
+
+struct server {
+	struct options opt;
+	struct inode_table inodes;
+	struct stats stats;
+	const struct io_backend *backend;
+	void *backend_state;
+	struct delay_queue *delay;	/* NULL without --latency-us */
+	struct fuse_session *se;
+	double timeout;			/* entry/attr cache timeout, s */
+};
+
+static inline struct server *req_server(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+/* fuse_lowlevel_ops of the file system (ops.c). */
+extern const struct fuse_lowlevel_ops pt_ops;
+
+#endif
