@@ -121,7 +121,8 @@ static void finish_stage(struct worker *w, enum stage s)
 				     c->index,
 				     (unsigned long long)c->stage_verify_errors,
 				     stage_name(s));
-		if (o->fsync_stages && fsync(c->fd) < 0) {
+		/* EINVAL: a special file that cannot be synced, not an error */
+		if (o->fsync_stages && fsync(c->fd) < 0 && errno != EINVAL) {
 			report_error("fsync %s (context %d) after %s stage: %s",
 				     c->path, c->index, stage_name(s),
 				     strerror(errno));
