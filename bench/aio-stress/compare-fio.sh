@@ -1,0 +1,101 @@
+#!/bin/bash
+# compare-fio.sh - does our aio-stress measure the same MB/s as fio?
+#
+# Runs the 2012 reference commands
+#     aio-stress -s 512 -a 4 -b 1 -c 1 -O -o 0 FILE     (sequential write)
+#     aio-stress -s 512 -a 4 -b 1 -c 1 -O -o 1 FILE     (sequential read)
+# and the equivalent fio job on the same file, interleaved (the order
+# alternates every run), RUNS times each, and prints both medians and the
+# ratio aio-stress / fio.
+#
+# Equivalent fio job: ioengine=libaio direct=1 bs=64k iodepth=64
+# iodepth_batch_submit=1 iodepth_batch_complete_min=1 size=512M
+# rw=read|write numjobs=1 iomem_align=4k fallocate=none.
+# (aio-stress -b 1 submits one iocb per io_submit, keeps -d 64 in flight
+# and reaps whatever has completed, at least one.)
+#
+# aio-stress's figure is its "read|write on FILE" line: first submit to
+# last completion, no fsync, like fio's bw.  The thread totals (which
+# include the fsync after the stage) are shown as well.  MB = MiB.
+#
+# usage: compare-fio.sh [-n runs] [-s size_mb] [-d dir] [read|write ...]
+#   dir defaults to $AIO_STRESS_BENCHDIR, else $TMPDIR, else /tmp.
+set -eu
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+BIN=$HERE/aio-stress
+RUNS=5
+SIZE=512
+DIR=${AIO_STRESS_BENCHDIR:-${TMPDIR:-/tmp}}
+
+while getopts "n:s:d:h" opt; do
+	case $opt in
+	n) RUNS=$OPTARG ;;
+	s) SIZE=$OPTARG ;;
+	d) DIR=$OPTARG ;;
+	*) sed -n '2,/^set -eu/p' "$0" | sed 's/^# \{0,1\}//; /^set -eu/d'; exit 2 ;;
+	esac
+done
+shift $((OPTIND - 1))
+STAGES=${*:-write read}
+
+command -v fio >/dev/null || { echo "fio not found" >&2; exit 1; }
+make -s -C "$HERE" >/dev/null
+
+FILE=$(mktemp "$DIR/aio-stress-fio.XXXXXX")
+trap 'rm -f "$FILE"' EXIT
+
+median() { sort -g | awk '{ v[NR] = $1 } END {
+	if (NR == 0) { print "nan"; exit }
+	if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# aio_run STAGE -> "file_mb_s totals_mb_s"
+aio_run() {
+	local op=0 log
+	[ "$1" = read ] && op=1
+	log=$("$BIN" -s "$SIZE" -a 4 -b 1 -c 1 -O -o "$op" "$FILE" 2>&1 >/dev/null) || {
+		echo "aio-stress failed:" >&2; echo "$log" >&2; exit 1; }
+	echo "$log" | awk -v s="$1" -v f="$FILE" '
+		$1 == s && $2 == "on" && $3 == f { gsub(/\(/, "", $4); file = $4 }
+		$1 == "thread" && $3 == s && $4 == "totals" { gsub(/\(/, "", $5); tot = $5 }
+		END { print file, tot }'
+}
+
+# fio_run STAGE -> MiB/s
+fio_run() {
+	local field=7 out
+	[ "$1" = write ] && field=48
+	out=$(fio --name=aio-stress-equiv --filename="$FILE" --ioengine=libaio \
+		--direct=1 --bs=64k --iodepth=64 --iodepth_batch_submit=1 \
+		--iodepth_batch_complete_min=1 --size="${SIZE}M" --rw="$1" \
+		--numjobs=1 --iomem_align=4k --fallocate=none \
+		--output-format=terse --terse-version=3) || {
+		echo "fio failed" >&2; exit 1; }
+	echo "$out" | awk -F';' -v f="$field" '{ printf "%.2f\n", $f / 1024 }'
+}
+
+FS=$(findmnt -no FSTYPE,SOURCE -T "$DIR" 2>/dev/null | head -1 | tr -s " ")
+[ -n "$FS" ] || FS=$(stat -f -c %T "$DIR")
+echo "file $FILE on $FS, ${SIZE}MB, $RUNS runs each, kernel $(uname -r), $(fio --version)"
+
+# lay the file out once so that every run, ours and fio's, overwrites
+"$BIN" -s "$SIZE" -b 1 -O -o 0 "$FILE" 2>/dev/null >/dev/null
+
+for stage in $STAGES; do
+	A_FILE=() A_TOT=() F=()
+	for i in $(seq 1 "$RUNS"); do
+		if [ $((i % 2)) -eq 1 ]; then
+			read -r a t < <(aio_run "$stage"); f=$(fio_run "$stage")
+		else
+			f=$(fio_run "$stage"); read -r a t < <(aio_run "$stage")
+		fi
+		A_FILE+=("$a") A_TOT+=("$t") F+=("$f")
+		printf '%-5s run %d: aio-stress %8s MB/s (totals %8s)  fio %8s MB/s\n' \
+			"$stage" "$i" "$a" "$t" "$f"
+	done
+	ma=$(printf '%s\n' "${A_FILE[@]}" | median)
+	mt=$(printf '%s\n' "${A_TOT[@]}" | median)
+	mf=$(printf '%s\n' "${F[@]}" | median)
+	printf '%-5s median: aio-stress %.2f MB/s (totals %.2f)  fio %.2f MB/s  ratio aio-stress/fio %.3f\n' \
+		"$stage" "$ma" "$mt" "$mf" "$(awk -v a="$ma" -v f="$mf" 'BEGIN { print a / f }')"
+done
