@@ -5,14 +5,20 @@
 #     aio-stress -s 512 -a 4 -b 1 -c 1 -O -o 0 FILE     (sequential write)
 #     aio-stress -s 512 -a 4 -b 1 -c 1 -O -o 1 FILE     (sequential read)
 # and the equivalent fio job on the same file, interleaved (the order
-# alternates every run), RUNS times each, and prints both medians and the
-# ratio aio-stress / fio.
+# rotates every run), RUNS times each, and prints the medians and the
+# ratios aio-stress / fio.
 #
 # Equivalent fio job: ioengine=libaio direct=1 bs=64k iodepth=64
-# iodepth_batch_submit=1 iodepth_batch_complete_min=1 size=512M
-# rw=read|write numjobs=1 iomem_align=4k fallocate=none.
-# (aio-stress -b 1 submits one iocb per io_submit, keeps -d 64 in flight
-# and reaps whatever has completed, at least one.)
+# iodepth_batch_submit=1 size=512M rw=read|write numjobs=1 iomem_align=4k
+# fallocate=none, in two variants that differ in how completions are
+# reaped:
+#   fio/1   iodepth_batch_complete_min=1, max left at fio's default (= min):
+#           one completion per io_getevents, the queue stays full;
+#   fio/64  iodepth_batch_complete_max=64: take every completion that is
+#           ready, which is what aio-stress does (it asks io_getevents
+#           for at least 1 and up to all of its io units), so the queue
+#           drains in bursts.
+# aio-stress -b 1 submits one iocb per io_submit and keeps -d 64 in flight.
 #
 # aio-stress's figure is its "read|write on FILE" line: first submit to
 # last completion, no fsync, like fio's bw.  The thread totals (which
@@ -61,18 +67,20 @@ aio_run() {
 		END { print file, tot }'
 }
 
-# fio_run STAGE -> MiB/s
+# fio_run STAGE COMPLETE_MAX -> MiB/s
 fio_run() {
 	local field=7 out
 	[ "$1" = write ] && field=48
 	out=$(fio --name=aio-stress-equiv --filename="$FILE" --ioengine=libaio \
 		--direct=1 --bs=64k --iodepth=64 --iodepth_batch_submit=1 \
-		--iodepth_batch_complete_min=1 --size="${SIZE}M" --rw="$1" \
-		--numjobs=1 --iomem_align=4k --fallocate=none \
-		--output-format=terse --terse-version=3) || {
+		--iodepth_batch_complete_min=1 --iodepth_batch_complete_max="$2" \
+		--size="${SIZE}M" --rw="$1" --numjobs=1 --iomem_align=4k \
+		--fallocate=none --output-format=terse --terse-version=3) || {
 		echo "fio failed" >&2; exit 1; }
 	echo "$out" | awk -F';' -v f="$field" '{ printf "%.2f\n", $f / 1024 }'
 }
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
 
 FS=$(findmnt -no FSTYPE,SOURCE -T "$DIR" 2>/dev/null | head -1 | tr -s " ")
 [ -n "$FS" ] || FS=$(stat -f -c %T "$DIR")
@@ -82,20 +90,26 @@ echo "file $FILE on $FS, ${SIZE}MB, $RUNS runs each, kernel $(uname -r), $(fio -
 "$BIN" -s "$SIZE" -b 1 -O -o 0 "$FILE" 2>/dev/null >/dev/null
 
 for stage in $STAGES; do
-	A_FILE=() A_TOT=() F=()
+	A_FILE=() A_TOT=() F1=() F64=()
 	for i in $(seq 1 "$RUNS"); do
-		if [ $((i % 2)) -eq 1 ]; then
-			read -r a t < <(aio_run "$stage"); f=$(fio_run "$stage")
-		else
-			f=$(fio_run "$stage"); read -r a t < <(aio_run "$stage")
-		fi
-		A_FILE+=("$a") A_TOT+=("$t") F+=("$f")
-		printf '%-5s run %d: aio-stress %8s MB/s (totals %8s)  fio %8s MB/s\n' \
-			"$stage" "$i" "$a" "$t" "$f"
+		# rotate the order: aio fio1 fio64, fio1 fio64 aio, fio64 aio fio1
+		for k in 0 1 2; do
+			case $(( (i + k) % 3 )) in
+			1) read -r a t < <(aio_run "$stage") ;;
+			2) f1=$(fio_run "$stage" 1) ;;
+			0) f64=$(fio_run "$stage" 64) ;;
+			esac
+		done
+		A_FILE+=("$a") A_TOT+=("$t") F1+=("$f1") F64+=("$f64")
+		printf '%-5s run %2d: aio-stress %8s MB/s (totals %8s)  fio/1 %8s  fio/64 %8s MB/s\n' \
+			"$stage" "$i" "$a" "$t" "$f1" "$f64"
 	done
 	ma=$(printf '%s\n' "${A_FILE[@]}" | median)
 	mt=$(printf '%s\n' "${A_TOT[@]}" | median)
-	mf=$(printf '%s\n' "${F[@]}" | median)
-	printf '%-5s median: aio-stress %.2f MB/s (totals %.2f)  fio %.2f MB/s  ratio aio-stress/fio %.3f\n' \
-		"$stage" "$ma" "$mt" "$mf" "$(awk -v a="$ma" -v f="$mf" 'BEGIN { print a / f }')"
+	m1=$(printf '%s\n' "${F1[@]}" | median)
+	m64=$(printf '%s\n' "${F64[@]}" | median)
+	printf '%-5s median: aio-stress %.2f MB/s (totals %.2f)  fio/1 %.2f  fio/64 %.2f MB/s\n' \
+		"$stage" "$ma" "$mt" "$m1" "$m64"
+	printf '%-5s ratio:  aio-stress/fio1 %s  aio-stress/fio64 %s\n' \
+		"$stage" "$(ratio "$ma" "$m1")" "$(ratio "$ma" "$m64")"
 done

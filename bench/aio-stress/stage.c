@@ -60,14 +60,15 @@ static void cut_active(struct worker *w)
 	w->nr_active = 0;
 }
 
-static void idle_wait(struct worker *w)
+/* nothing could be submitted: wait for a completion, or briefly */
+static int idle_wait(struct worker *w)
 {
 	const struct timespec pause = { .tv_nsec = 1000 * 1000 };
 
 	if (w->pending)
-		engine_reap(w, 1);
-	else
-		nanosleep(&pause, NULL);
+		return engine_reap(w, 1) < 0 ? -1 : 0;
+	nanosleep(&pause, NULL);
+	return 0;
 }
 
 /* submit until every context is done or cut short; -1 on engine failure */
@@ -90,10 +91,10 @@ static int submit_all(struct worker *w)
 		}
 		if (engine_submit_round(w, &idle) < 0)
 			return -1;
-		if (idle)
-			idle_wait(w);
-		else
+		if (!idle)
 			rounds++;
+		else if (idle_wait(w) < 0)
+			return -1;
 		engine_prune_active(w);
 	}
 	return 0;
