@@ -5,8 +5,9 @@
 #     aio-stress -s 512 -a 4 -b 1 -c 1 -O -o 0 FILE     (sequential write)
 #     aio-stress -s 512 -a 4 -b 1 -c 1 -O -o 1 FILE     (sequential read)
 # and the equivalent fio job on the same file, interleaved (the order
-# rotates every run), RUNS times each, and prints the medians and the
-# ratios aio-stress / fio.
+# rotates every run), RUNS times each, and prints the medians, their
+# ratios aio-stress / fio and the median of the per-run ratios (which is
+# less sensitive to slow drifts of the device).
 #
 # Equivalent fio job: ioengine=libaio direct=1 bs=64k iodepth=64
 # iodepth_batch_submit=1 size=512M rw=read|write numjobs=1 iomem_align=4k
@@ -90,7 +91,7 @@ echo "file $FILE on $FS, ${SIZE}MB, $RUNS runs each, kernel $(uname -r), $(fio -
 "$BIN" -s "$SIZE" -b 1 -O -o 0 "$FILE" 2>/dev/null >/dev/null
 
 for stage in $STAGES; do
-	A_FILE=() A_TOT=() F1=() F64=()
+	A_FILE=() A_TOT=() F1=() F64=() R1=() R64=()
 	for i in $(seq 1 "$RUNS"); do
 		# rotate the order: aio fio1 fio64, fio1 fio64 aio, fio64 aio fio1
 		for k in 0 1 2; do
@@ -101,6 +102,7 @@ for stage in $STAGES; do
 			esac
 		done
 		A_FILE+=("$a") A_TOT+=("$t") F1+=("$f1") F64+=("$f64")
+		R1+=("$(ratio "$a" "$f1")") R64+=("$(ratio "$a" "$f64")")
 		printf '%-5s run %2d: aio-stress %8s MB/s (totals %8s)  fio/1 %8s  fio/64 %8s MB/s\n' \
 			"$stage" "$i" "$a" "$t" "$f1" "$f64"
 	done
@@ -110,6 +112,9 @@ for stage in $STAGES; do
 	m64=$(printf '%s\n' "${F64[@]}" | median)
 	printf '%-5s median: aio-stress %.2f MB/s (totals %.2f)  fio/1 %.2f  fio/64 %.2f MB/s\n' \
 		"$stage" "$ma" "$mt" "$m1" "$m64"
-	printf '%-5s ratio:  aio-stress/fio1 %s  aio-stress/fio64 %s\n' \
+	printf '%-5s ratio of medians:      aio-stress/fio1 %s  aio-stress/fio64 %s\n' \
 		"$stage" "$(ratio "$ma" "$m1")" "$(ratio "$ma" "$m64")"
+	printf '%-5s median of run ratios:  aio-stress/fio1 %s  aio-stress/fio64 %s\n' \
+		"$stage" "$(printf '%s\n' "${R1[@]}" | median)" \
+		"$(printf '%s\n' "${R64[@]}" | median)"
 done
