@@ -81,7 +81,9 @@ ksrc_identity() {
 }
 
 # Cache directory of a test kernel flavour built from source $2.  The key
-# covers the source, the config fragments, the build script and compiler.
+# covers the source, the config fragments, the build recipe version (bump
+# KERNEL_RECIPE in build-kernel when the way of building changes) and the
+# compiler.
 kernel_build_dir() {
 	local flavour=$1 srcdir=$2 key
 	[ -f "$FUSE_ADIO_TOP/configs/$flavour.config" ] ||
@@ -89,7 +91,7 @@ kernel_build_dir() {
 	key=$( {
 		ksrc_identity "$srcdir"
 		cat "$FUSE_ADIO_TOP/configs/base.config" "$FUSE_ADIO_TOP/configs/$flavour.config"
-		cat "$FUSE_ADIO_TOP/scripts/build-kernel"
+		grep "^KERNEL_RECIPE=" "$FUSE_ADIO_TOP/scripts/build-kernel"
 		gcc --version | head -n 1
 	} | sha256sum | cut -c1-12)
 	echo "$FUSE_ADIO_CACHE/kernels/$flavour-$(tree_version "$srcdir")-$key"
