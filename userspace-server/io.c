@@ -124,13 +124,16 @@ void io_reply(struct io_req *op)
 {
 	struct server *srv = op->srv;
 
+	/* Account first: once the reply is written the kernel may send the
+	 * next request of a serial stream, which must not overlap this one
+	 * in the statistics. */
+	stats_end(&srv->stats, op->kind, op->err ? 0 : op->done);
 	if (op->err)
 		fuse_reply_err(op->req, op->err);
 	else if (op->kind == IO_READ)
 		fuse_reply_buf(op->req, op->buf, op->done);
 	else
 		fuse_reply_write(op->req, op->done);
-	stats_end(&srv->stats, op->kind, op->err ? 0 : op->done);
 	file_put(op->file);
 	if (op->own_buf)
 		free(op->buf);

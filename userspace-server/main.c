@@ -40,6 +40,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,9 +154,8 @@ static struct fuse_session *new_session(struct server *srv,
 	argv[argc] = NULL;
 
 	args = (struct fuse_args)FUSE_ARGS_INIT(argc, argv);
+	/* On failure libfuse has said why, e.g. "fuse: unknown option(s)". */
 	se = fuse_session_new(&args, &pt_ops, sizeof(pt_ops), srv);
-	if (se == NULL)
-		fprintf(stderr, "passthrough: cannot create FUSE session (bad -o option?)\n");
 	fuse_opt_free_args(&args);
 	free(mopts);
 	return se;
@@ -248,6 +248,11 @@ static int run(struct server *srv)
 	srv->se = new_session(srv, source);
 	if (srv->se == NULL)
 		goto out_inodes;
+	/* libfuse only takes over signals left at SIG_DFL, and a shell
+	 * starts background jobs with SIGINT ignored: make sure that both
+	 * SIGINT and SIGTERM unmount cleanly, however we were started. */
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
 	if (fuse_set_signal_handlers(srv->se) < 0) {
 		fprintf(stderr, "passthrough: cannot install signal handlers\n");
 		goto out_session;

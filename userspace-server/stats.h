@@ -1,8 +1,10 @@
 /* READ/WRITE accounting, as seen from the server side.
  *
  * A request is in flight from the moment its handler starts (the worker
- * has just received it from /dev/fuse) until its reply has been written
- * back, including any --latency-us delay.  The maxima are what shows the
+ * has just received it from /dev/fuse) until its reply is written back,
+ * including any --latency-us delay.  It stops counting just before the
+ * reply write, so that a serial request stream (next request sent only
+ * after the previous reply) never shows two in flight.  The maxima are what shows the
  * kernel's concurrency from user space.  Everything is lock-free atomics.
  */
 #ifndef PT_STATS_H
