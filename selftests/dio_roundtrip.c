@@ -36,10 +36,16 @@ FIXTURE_VARIANT(dio) {
 	bool o_direct;		/* client opens with O_DIRECT */
 	bool no_async_dio;	/* server refuses FUSE_ASYNC_DIO */
 	bool size0;		/* server always reports st_size 0 */
+	unsigned int nthreads;	/* server worker threads (0: 1) */
 };
 
 FIXTURE_VARIANT_ADD(dio, odirect) {
 	.o_direct = true,
+};
+
+FIXTURE_VARIANT_ADD(dio, odirect_4_workers) {
+	.o_direct = true,
+	.nthreads = 4,
 };
 
 FIXTURE_VARIANT_ADD(dio, odirect_no_async_dio) {
@@ -75,6 +81,7 @@ FIXTURE_SETUP(dio)
 	cfg.open_flags = variant->open_flags;
 	if (variant->no_async_dio)
 		cfg.init_flags &= ~FUSE_ASYNC_DIO;
+	cfg.nthreads = variant->nthreads;
 	cfg.fixed_size = variant->size0;
 	cfg.size = 0;
 	/* several requests per 1 MiB call */

@@ -7,7 +7,8 @@
  * the call fail with that errno or return a correct prefix; a short READ
  * answer ends a FOPEN_DIRECT_IO read there (an O_DIRECT read may go on with
  * buffered IO past it, as may an O_DIRECT call after a failure); delays
- * delay; a stalled request keeps its caller until it is answered.
+ * delay; a stalled request keeps its caller until it is answered, or
+ * until the connection is aborted, which fails it.
  * Kernel-dependent details (whether SIGKILL ends a caller whose request is
  * stalled, how many requests are in flight at once) are logged, not asserted.
  */
@@ -251,6 +252,40 @@ TEST_F(policy, stall_kill_release)
 	fts_get_stats(self->srv, &st);
 	EXPECT_EQ(0U, st.stalled);
 	EXPECT_EQ(0U, st.outstanding);
+}
+
+TEST_F(policy, stall_abort)
+{
+	int status, ret;
+	pid_t pid;
+
+	self->cfg.policy.rules[0] = (struct fts_rule){
+		.opcode = FUSE_READ, .nth = 1,
+		.action = { .act = FTS_ACT_NO_REPLY },
+	};
+	start(_metadata, self);
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		ssize_t ret = pread(self->fd, self->buf, SZ, 0);
+
+		_exit(ret < 0 ? errno : 0);
+	}
+	ASSERT_EQ(0, fts_wait_ops(self->srv, FUSE_READ, 1, 5000));
+	ret = fts_abort(self->srv);
+	ASSERT_EQ(0, ret) {
+		kill(pid, SIGKILL);
+		TH_LOG("fts_abort: %s", strerror(-ret));
+	}
+	/* the aborted connection fails the stalled READ */
+	status = wait_child(pid, 5000);
+	ASSERT_NE(-1, status) {
+		kill(pid, SIGKILL);
+		TH_LOG("reader still there after the connection was aborted");
+	}
+	ASSERT_TRUE(WIFEXITED(status));
+	TH_LOG("reader got: %s", strerror(WEXITSTATUS(status)));
+	EXPECT_NE(0, WEXITSTATUS(status));
 }
 
 TEST_HARNESS_MAIN
