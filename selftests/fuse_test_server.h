@@ -44,7 +44,8 @@
  *
  * By default fts_start() first moves the calling process into a private
  * mount namespace (when it is still single-threaded), so a test process that
- * dies or is killed takes its mount with it.
+ * dies or is killed takes its mount with it (only its empty mount point
+ * directory, $TMPDIR/fts.XXXXXX, stays behind then).
  *
  * Functions returning int return 0 or a negative errno.  Errors are also
  * described on stderr as TAP comments ("# fts: ...").
@@ -128,6 +129,11 @@ enum fts_order {
 typedef void (*fts_hook_t)(void *arg, const struct fts_io *io,
 			   struct fts_action *action);
 
+/*
+ * Holding applies to requests whose action is FTS_ACT_REPLY, _FAIL or _SHORT
+ * (the action is carried out when the request is answered); a held batch is
+ * answered by one thread, one request after the other, in the given order.
+ */
 struct fts_policy {
 	/* hold: > 0 holds READ/WRITE until hold_count are held ... */
 	unsigned int hold_count;
