@@ -2,6 +2,10 @@
  * return at once; a completion thread reaps CQEs and completes the FUSE
  * request (reply, or hand-off to the delay queue).  One ring keeps as many
  * backend IOs in flight as the kernel sends us.
+ *
+ * The completion thread sleeps in read() on an eventfd registered with
+ * the ring, not in io_uring_enter(GETEVENTS): valgrind does not treat the
+ * latter as a blocking call and would stall every other thread meanwhile.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -12,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <liburing.h>
 
@@ -33,6 +39,7 @@ struct uring_state {
 	struct io_uring ring;
 	pthread_mutex_t sq_lock;	/* submitters: workers + reaper */
 	pthread_t reaper;
+	int efd;			/* eventfd: a CQE was posted */
 	atomic_long inflight;		/* ops submitted, not yet completed */
 	bool stopping;			/* reaper only */
 };
@@ -132,26 +139,28 @@ static void *reaper(void *arg)
 {
 	struct uring_state *u = arg;
 
-	while (!(u->stopping && atomic_load(&u->inflight) == 0)) {
+	for (;;) {
 		struct io_uring_cqe *cqe;
-		struct io_req *op;
-		int ret, res;
+		uint64_t n;
 
-		ret = io_uring_wait_cqe(&u->ring, &cqe);
-		if (ret == -EINTR || ret == -EAGAIN)
-			continue;
-		if (ret < 0) {
-			fprintf(stderr, "passthrough: io_uring_wait_cqe: %s\n",
-				strerror(-ret));
+		while (io_uring_peek_cqe(&u->ring, &cqe) == 0) {
+			struct io_req *op = io_uring_cqe_get_data(cqe);
+			int res = cqe->res;
+
+			io_uring_cqe_seen(&u->ring, cqe);
+			if (op == NULL)
+				u->stopping = true;	/* NOP of uring_stop() */
+			else
+				handle_cqe(u, op, res);
+		}
+		if (u->stopping && atomic_load(&u->inflight) == 0)
+			break;
+		if (read(u->efd, &n, sizeof(n)) < 0 && errno != EINTR &&
+		    errno != EAGAIN) {
+			fprintf(stderr, "passthrough: io_uring completion thread: read eventfd: %s\n",
+				strerror(errno));
 			break;
 		}
-		op = io_uring_cqe_get_data(cqe);
-		res = cqe->res;
-		io_uring_cqe_seen(&u->ring, cqe);
-		if (op == NULL)
-			u->stopping = true;	/* the NOP from uring_stop() */
-		else
-			handle_cqe(u, op, res);
 	}
 	return NULL;
 }
@@ -174,6 +183,19 @@ static int uring_start(struct server *srv, void **state)
 		free(u);
 		return ret;
 	}
+	u->efd = eventfd(0, EFD_CLOEXEC);
+	if (u->efd < 0) {
+		ret = -errno;
+		fprintf(stderr, "passthrough: --backend uring: eventfd: %s\n",
+			strerror(-ret));
+		goto fail_ring;
+	}
+	ret = io_uring_register_eventfd(&u->ring, u->efd);
+	if (ret < 0) {
+		fprintf(stderr, "passthrough: --backend uring: cannot register eventfd: %s\n",
+			strerror(-ret));
+		goto fail_efd;
+	}
 	pthread_mutex_init(&u->sq_lock, NULL);
 	atomic_init(&u->inflight, 0);
 	ret = pthread_create(&u->reaper, NULL, reaper, u);
@@ -181,12 +203,17 @@ static int uring_start(struct server *srv, void **state)
 		fprintf(stderr, "passthrough: cannot start io_uring completion thread: %s\n",
 			strerror(ret));
 		pthread_mutex_destroy(&u->sq_lock);
-		io_uring_queue_exit(&u->ring);
-		free(u);
-		return -ret;
+		ret = -ret;
+		goto fail_efd;
 	}
 	*state = u;
 	return 0;
+fail_efd:
+	close(u->efd);
+fail_ring:
+	io_uring_queue_exit(&u->ring);
+	free(u);
+	return ret;
 }
 
 static void uring_stop(void *state)
@@ -219,6 +246,7 @@ static void uring_stop(void *state)
 	pthread_join(u->reaper, NULL);
 	pthread_mutex_destroy(&u->sq_lock);
 	io_uring_queue_exit(&u->ring);
+	close(u->efd);
 	free(u);
 }
 

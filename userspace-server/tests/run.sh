@@ -60,13 +60,16 @@ STATS=$WORK/stats.json
 LOG=$WORK/server.log
 mkdir "$SRC" "$MNT" "$SCR" "$WORK/vg"
 
-SRV_PID=
+SRV_PID=		# server of the running test (set in the test's subshell)
 PASS=0 FAIL=0 SKIP=0 N=0
 
 cleanup() {
-	if [ -n "$SRV_PID" ]; then
-		kill -TERM "$SRV_PID" 2>/dev/null
-		wait "$SRV_PID" 2>/dev/null
+	local pid
+	pid=$(cat "$WORK/srv.pid" 2>/dev/null)
+	if [ -n "$pid" ]; then
+		kill -TERM "$pid" 2>/dev/null
+		sleep 1
+		kill -KILL "$pid" 2>/dev/null
 	fi
 	if mountpoint -q "$MNT"; then
 		fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT"
@@ -89,13 +92,19 @@ fi
 # fail MSG / skip REASON end the test; a server it left running is
 # stopped by the subshell's EXIT trap.
 t() {
-	local name=$1 rc
+	local name=$1 rc wd
 	shift
+	rm -f "$WORK/watchdog" "$WORK/srv.pid"
+	watchdog &
+	wd=$!
 	(
 		trap 'if [ -n "$SRV_PID" ]; then stop >/dev/null 2>&1; fi' EXIT
 		"$@"
 	) >"$WORK/out" 2>&1
 	rc=$?
+	kill "$wd" 2>/dev/null
+	wait "$wd" 2>/dev/null
+	[ -e "$WORK/watchdog" ] && { cat "$WORK/watchdog" >>"$WORK/out"; rc=1; }
 	N=$((N + 1))
 	if [ $rc = 0 ]; then
 		PASS=$((PASS + 1))
@@ -113,6 +122,21 @@ t() {
 	# every test starts from an empty SOURCE and scratch dir
 	find "$SRC" "$SCR" -mindepth 1 -delete
 	return 0
+}
+
+# A hung server must not hang the suite: after TEST_LIMIT seconds the
+# watchdog kills it, which fails every request still pending on the mount.
+TEST_LIMIT=120
+[ $VALGRIND = 1 ] && TEST_LIMIT=900
+watchdog() {
+	local sp
+	trap 'kill $sp 2>/dev/null; exit 0' TERM
+	sleep $TEST_LIMIT &
+	sp=$!
+	wait $sp
+	echo "watchdog: test still running after $TEST_LIMIT s, server killed" >"$WORK/watchdog"
+	[ -s "$WORK/srv.pid" ] && kill -KILL "$(cat "$WORK/srv.pid")" 2>/dev/null
+	exit 0
 }
 
 skip() { echo "$*"; exit 77; }
@@ -143,6 +167,7 @@ start() {
 	rm -f "$STATS"
 	"${SRVCMD[@]}" --foreground "$@" "$SRC" "$MNT" 2>"$LOG" &
 	SRV_PID=$!
+	echo $SRV_PID >"$WORK/srv.pid"
 	for i in $(seq 1 600); do
 		if mountpoint -q "$MNT"; then
 			return 0
@@ -165,6 +190,7 @@ stop() {
 	local sig=${1:-TERM} rc i pid=$SRV_PID
 	SRV_PID=
 	[ -n "$pid" ] || return 0
+	rm -f "$WORK/srv.pid"
 	kill -"$sig" "$pid"
 	for i in $(seq 1 600); do
 		kill -0 "$pid" 2>/dev/null || break
