@@ -112,3 +112,20 @@ uapi_headers() {
 	fi
 	echo "$dir/usr/include"
 }
+
+# The patches of patches/series in order, as absolute paths, one a line.
+series_patches() {
+	local name
+	[ -f "$FUSE_ADIO_TOP/patches/series" ] || return 0
+	while read -r name _; do
+		case "$name" in ''|'#'*) continue ;; esac
+		[ -f "$FUSE_ADIO_TOP/patches/$name" ] ||
+			die "patches/series lists $name, which does not exist in patches/"
+		echo "$FUSE_ADIO_TOP/patches/$name"
+	done <"$FUSE_ADIO_TOP/patches/series"
+}
+
+# Content hash of a list of patch files (none: the stock source).
+series_id() {
+	cat /dev/null "$@" | sha256sum | cut -c1-12
+}
