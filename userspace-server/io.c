@@ -11,14 +11,16 @@
 #include "delay.h"
 #include "server.h"
 
-struct pt_file *file_new(int fd)
+struct pt_file *file_new(struct handle_list *list, int fd)
 {
 	struct pt_file *f = malloc(sizeof(*f));
 
 	if (f == NULL)
 		return NULL;
+	f->list = list;
 	f->fd = fd;
 	atomic_init(&f->refs, 1);
+	handle_add(list, &f->link);
 	return f;
 }
 
@@ -31,6 +33,19 @@ struct pt_file *file_get(struct pt_file *f)
 void file_put(struct pt_file *f)
 {
 	if (atomic_fetch_sub(&f->refs, 1) == 1) {
+		handle_del(f->list, &f->link);
+		close(f->fd);
+		free(f);
+	}
+}
+
+void file_close_all(struct handle_list *list)
+{
+	struct handle *h;
+
+	while ((h = handle_pop(list)) != NULL) {
+		struct pt_file *f = container_of(h, struct pt_file, link);
+
 		close(f->fd);
 		free(f);
 	}

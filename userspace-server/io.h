@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "handles.h"
 #include "pt_fuse.h"
 #include "stats.h"
 
@@ -21,13 +22,17 @@ struct server;
 /* An open backing file, shared by the requests in flight on it, so that
  * RELEASE cannot close the fd under an IO the backend still runs. */
 struct pt_file {
+	struct handle link;		/* on server.files */
+	struct handle_list *list;
 	int fd;
 	atomic_int refs;
 };
 
-struct pt_file *file_new(int fd);
+struct pt_file *file_new(struct handle_list *list, int fd);
 struct pt_file *file_get(struct pt_file *f);
 void file_put(struct pt_file *f);
+/* At exit: closes the files the kernel never released. */
+void file_close_all(struct handle_list *list);
 
 static inline struct pt_file *fi_file(const struct fuse_file_info *fi)
 {

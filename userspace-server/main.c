@@ -13,6 +13,7 @@
  *   - inode.c   O_PATH fd per backing inode, keyed by (st_dev, st_ino),
  *               refcounted by LOOKUP/FORGET; fuse_ino_t is its address.
  *   - ops.c     metadata operations, synchronous on the worker thread.
+ *   - handles.c open files/dirs, closed at exit if never released.
  *   - io.c      READ/WRITE: an io_req goes handler -> backend ->
  *               io_complete() -> reply, or -> delay queue -> reply.
  *   - backend_sync.c / backend_uring.c   pread/pwrite, or io_uring with a
@@ -221,31 +222,34 @@ stop_backend:
 
 static int run(struct server *srv)
 {
-	char *source = NULL, *mountpoint = NULL;
 	int rc = 1, err;
 
 	if (check_dev_fuse() < 0)
 		return 1;
-	source = check_dir("SOURCE", srv->opt.source);
-	if (source == NULL)
+	/* Kept in srv, not in locals: fuse_daemonize()'s parent leaves
+	 * through _exit() and valgrind must still see them reachable. */
+	srv->source = check_dir("SOURCE", srv->opt.source);
+	if (srv->source == NULL)
 		return 1;
-	mountpoint = check_dir("MOUNTPOINT", srv->opt.mountpoint);
-	if (mountpoint == NULL)
+	srv->mountpoint = check_dir("MOUNTPOINT", srv->opt.mountpoint);
+	if (srv->mountpoint == NULL)
 		goto out_free;
 	raise_nofile();
 
-	err = inode_table_init(&srv->inodes, source);
+	err = inode_table_init(&srv->inodes, srv->source);
 	if (err) {
 		fprintf(stderr, "passthrough: cannot open SOURCE '%s': %s\n",
-			source, strerror(err));
+			srv->source, strerror(err));
 		goto out_free;
 	}
+	handle_list_init(&srv->files);
+	handle_list_init(&srv->dirs);
 	stats_init(&srv->stats, srv->opt.stats_path);
 	srv->backend = srv->opt.backend == BACKEND_URING ? &io_backend_uring
 							 : &io_backend_sync;
 	srv->timeout = ATTR_TIMEOUT;
 
-	srv->se = new_session(srv, source);
+	srv->se = new_session(srv, srv->source);
 	if (srv->se == NULL)
 		goto out_inodes;
 	/* libfuse only takes over signals left at SIG_DFL, and a shell
@@ -257,9 +261,9 @@ static int run(struct server *srv)
 		fprintf(stderr, "passthrough: cannot install signal handlers\n");
 		goto out_session;
 	}
-	if (fuse_session_mount(srv->se, mountpoint) < 0) {
+	if (fuse_session_mount(srv->se, srv->mountpoint) < 0) {
 		fprintf(stderr, "passthrough: cannot mount on MOUNTPOINT '%s'\n",
-			mountpoint);
+			srv->mountpoint);
 		goto out_signals;
 	}
 #if !HAVE_FI_PARALLEL_DIRECT_WRITES
@@ -280,11 +284,14 @@ out_signals:
 out_session:
 	fuse_session_destroy(srv->se);
 out_inodes:
+	ops_close_handles(srv);
+	handle_list_destroy(&srv->dirs);
+	handle_list_destroy(&srv->files);
 	inode_table_destroy(&srv->inodes);
 	stats_destroy(&srv->stats);
 out_free:
-	free(mountpoint);
-	free(source);
+	free(srv->mountpoint);
+	free(srv->source);
 	return rc;
 }
 

@@ -301,6 +301,7 @@ static void pt_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 /* ---- directories ----------------------------------------------------- */
 
 struct pt_dir {
+	struct handle link;	/* on server.dirs */
 	DIR *dp;
 	off_t offset;		/* position dp is at */
 	struct dirent *entry;	/* read but not yet returned */
@@ -327,7 +328,9 @@ static void pt_opendir(fuse_req_t req, fuse_ino_t ino,
 		goto err;
 	}
 	fi->fh = (uintptr_t)d;
+	handle_add(&req_server(req)->dirs, &d->link);
 	if (fuse_reply_open(req, fi) < 0) {
+		handle_del(&req_server(req)->dirs, &d->link);
 		closedir(d->dp);
 		free(d);
 	}
@@ -394,6 +397,7 @@ static void pt_releasedir(fuse_req_t req, fuse_ino_t ino,
 	struct pt_dir *d = (struct pt_dir *)(uintptr_t)fi->fh;
 
 	(void)ino;
+	handle_del(&req_server(req)->dirs, &d->link);
 	closedir(d->dp);
 	free(d);
 	fuse_reply_err(req, 0);
@@ -451,7 +455,7 @@ static void pt_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		fuse_reply_err(req, err);
 		return;
 	}
-	f = file_new(fd);
+	f = file_new(&srv->files, fd);
 	if (f == NULL) {
 		close(fd);
 		inode_forget(&srv->inodes, ino_get(req, e.ino), 1);
@@ -479,7 +483,7 @@ static void pt_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, errno);
 		return;
 	}
-	f = file_new(fd);
+	f = file_new(&srv->files, fd);
 	if (f == NULL) {
 		close(fd);
 		fuse_reply_err(req, ENOMEM);
@@ -566,6 +570,19 @@ static void pt_statfs(fuse_req_t req, fuse_ino_t ino)
 		fuse_reply_err(req, errno);
 	else
 		fuse_reply_statfs(req, &sv);
+}
+
+void ops_close_handles(struct server *srv)
+{
+	struct handle *h;
+
+	file_close_all(&srv->files);
+	while ((h = handle_pop(&srv->dirs)) != NULL) {
+		struct pt_dir *d = container_of(h, struct pt_dir, link);
+
+		closedir(d->dp);
+		free(d);
+	}
 }
 
 const struct fuse_lowlevel_ops pt_ops = {

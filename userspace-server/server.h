@@ -4,6 +4,7 @@
 #define PT_SERVER_H
 
 #include "pt_fuse.h"
+#include "handles.h"
 #include "inode.h"
 #include "options.h"
 #include "stats.h"
@@ -14,12 +15,16 @@ struct delay_queue;
 struct server {
 	struct options opt;
 	struct inode_table inodes;
+	struct handle_list files;	/* open struct pt_file */
+	struct handle_list dirs;	/* open struct pt_dir */
 	struct stats stats;
 	const struct io_backend *backend;
 	void *backend_state;
 	struct delay_queue *delay;	/* NULL without --latency-us */
 	struct fuse_session *se;
 	double timeout;			/* entry/attr cache timeout, s */
+	char *source;			/* realpath of SOURCE */
+	char *mountpoint;		/* realpath of MOUNTPOINT */
 };
 
 static inline struct server *req_server(fuse_req_t req)
@@ -29,5 +34,7 @@ static inline struct server *req_server(fuse_req_t req)
 
 /* fuse_lowlevel_ops of the file system (ops.c). */
 extern const struct fuse_lowlevel_ops pt_ops;
+/* At exit: closes files and directories the kernel never released. */
+void ops_close_handles(struct server *srv);
 
 #endif
