@@ -81,6 +81,7 @@ struct fts_shm {
 	bool fixed_size;
 	uint64_t size;
 	uint32_t file_mode;
+	uint32_t open_flags;	/* FOPEN_* of the next OPEN answers */
 	uint64_t next_fh;
 	size_t len;		/* file data length */
 	unsigned int epoch;	/* bumped by fts_reset() */
@@ -718,9 +719,22 @@ static void handle_meta(struct fts *s, unsigned char *req, size_t len)
 		}
 		lock(s);
 		out.open.fh = ++s->shm->next_fh;
+		out.open.open_flags = s->shm->open_flags;
+		s->shm->st.last_open_fh = out.open.fh;
+		s->shm->st.last_open_flags = out.open.open_flags;
 		unlock(s);
-		out.open.open_flags = s->cfg.open_flags;
 		outsz = sizeof(out.open);
+		break;
+	case FUSE_RELEASE:
+		if (inlen >= sizeof(struct fuse_release_in)) {
+			const struct fuse_release_in *ri = in;
+
+			lock(s);
+			s->shm->st.last_release_fh = ri->fh;
+			s->shm->st.last_release_ns = now_ns();
+			pthread_cond_broadcast(&s->shm->cond);
+			unlock(s);
+		}
 		break;
 	case FUSE_STATFS:
 		out.statfs.st.blocks = s->cfg.max_data / 4096;
@@ -733,7 +747,6 @@ static void handle_meta(struct fts *s, unsigned char *req, size_t len)
 		outsz = sizeof(out.statfs);
 		break;
 	case FUSE_FLUSH:
-	case FUSE_RELEASE:
 	case FUSE_FSYNC:
 	case FUSE_RELEASEDIR:
 	case FUSE_FSYNCDIR:
@@ -1015,6 +1028,7 @@ static int shm_init(struct fts *s)
 	s->shm->fixed_size = s->cfg.fixed_size;
 	s->shm->size = s->cfg.size;
 	s->shm->file_mode = 0644;
+	s->shm->open_flags = s->cfg.open_flags;
 	return 0;
 }
 
@@ -1168,6 +1182,13 @@ void fts_set_policy(struct fts *s, const struct fts_policy *policy)
 	lock(s);
 	s->shm->policy = *policy;
 	pthread_cond_signal(&s->shm->dcond);
+	unlock(s);
+}
+
+void fts_set_open_flags(struct fts *s, uint32_t open_flags)
+{
+	lock(s);
+	s->shm->open_flags = open_flags;
 	unlock(s);
 }
 

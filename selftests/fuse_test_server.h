@@ -161,7 +161,7 @@ struct fts_config {
 	uint16_t max_background;
 	uint16_t congestion_threshold;
 	/* OPEN reply */
-	uint32_t open_flags;		/* FOPEN_* */
+	uint32_t open_flags;		/* FOPEN_*, see fts_set_open_flags() */
 	/* attributes of "file" */
 	bool fixed_size;		/* report size instead of data length */
 	uint64_t size;
@@ -189,6 +189,10 @@ struct fts_stats {
 	unsigned int log_dropped;	/* READ/WRITE not logged: log full */
 	uint64_t bytes_read;		/* data returned by READ answers */
 	uint64_t bytes_written;		/* data stored by WRITE answers */
+	uint64_t last_open_fh;		/* fh of the last OPEN answered, */
+	uint32_t last_open_flags;	/* and its FOPEN_* flags */
+	uint64_t last_release_fh;	/* fh of the last RELEASE received, */
+	uint64_t last_release_ns;	/* when (CLOCK_MONOTONIC), 0: none */
 };
 
 struct fts;
@@ -217,6 +221,9 @@ pid_t fts_server_pid(const struct fts *srv);	/* the server process */
 
 /* Replace the policy; held requests are re-examined at once. */
 void fts_set_policy(struct fts *srv, const struct fts_policy *policy);
+/* FOPEN_* flags for the OPEN requests from now on (the initial ones are
+ * cfg.open_flags), e.g. to mix FOPEN_DIRECT_IO and cached opens of "file". */
+void fts_set_open_flags(struct fts *srv, uint32_t open_flags);
 /* Answer everything currently held now, in the policy's order. */
 void fts_release_held(struct fts *srv);
 /* Answer the stalled (FTS_ACT_NO_REPLY) requests: err 0 normally, else

@@ -1,0 +1,167 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * fdio_kill: SIGKILL a process blocked in a 2 MiB read() of a
+ * FOPEN_DIRECT_IO file (opened without O_DIRECT) whose server does not
+ * answer the READs.
+ *
+ *  - gap_kill_sync_read_stalled: the server ignores INTERRUPT.  The stock
+ *    serial path waits uninterruptibly for a READ the server has read; the
+ *    series waits killably for its sub-requests, so the process must be gone
+ *    within a few seconds.
+ *  - kill_sync_read_interrupt: the server answers an interrupted request
+ *    with EINTR (as a well behaved server does): the process ends on every
+ *    module.
+ *
+ * In both, the file's only opener is the killed process, and the server
+ * must not see RELEASE for its file handle before every READ on it was
+ * answered: the series pins the file while sub-requests of a killed
+ * reader are in flight.  Then the READs are answered and RELEASE must come.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/wait.h>
+
+#include "kselftest_harness.h"
+#include "fuse_test_server.h"
+#include "fdio_common.h"
+
+#define SZ	FDIO_SZ
+#define CHUNK	FDIO_CHUNK
+
+FIXTURE(kill) {
+	struct fts *srv;
+	struct fts_config cfg;
+	pid_t child;
+	void *ref;
+};
+
+FIXTURE_SETUP(kill)
+{
+	self->child = 0;
+	fdio_config(&self->cfg, FOPEN_DIRECT_IO);
+	self->ref = malloc(SZ);
+	ASSERT_NE(NULL, self->ref);
+	fts_fill_pattern(self->ref, SZ, 0, 21);
+}
+
+FIXTURE_TEARDOWN(kill)
+{
+	if (self->child > 0) {
+		/* answer what it waits for, so that it can go */
+		if (self->srv) {
+			fdio_answer_all(self->srv);
+			fts_release_stalled(self->srv, EIO);
+		}
+		kill(self->child, SIGKILL);
+		if (fdio_wait_child(self->child, 5000) == -1)
+			TH_LOG("reader %d still there", self->child);
+	}
+	fts_stop(self->srv);
+	free(self->ref);
+}
+
+static void kill_blocked_reader(struct __test_metadata *_metadata,
+				FIXTURE_DATA(kill) *self, bool eintr)
+{
+	struct fts_stats st;
+	struct fts_io *ios;
+	uint64_t first, last, fh = 0;
+	uint64_t t0, kill_ms;
+	size_t i, n;
+	int status;
+
+	/* every READ is never answered, until released */
+	self->cfg.policy.rules[0] = (struct fts_rule){
+		.opcode = FUSE_READ,
+		.action = { .act = FTS_ACT_NO_REPLY },
+	};
+	self->cfg.policy.eintr_on_interrupt = eintr;
+	ASSERT_EQ(0, fts_start(&self->cfg, &self->srv));
+	ASSERT_EQ(0, fts_set_data(self->srv, self->ref, SZ));
+
+	self->child = fork();
+	ASSERT_LE(0, self->child);
+	if (self->child == 0) {
+		void *buf = malloc(SZ);
+		int fd = open(fts_file(self->srv), O_RDONLY);
+
+		if (!buf || fd < 0)
+			_exit(2);
+		_exit(pread(fd, buf, SZ, 0) == SZ ? 0 : 1);
+	}
+	ASSERT_EQ(0, fts_wait_ops(self->srv, FUSE_READ, 1, 5000));
+	/* it is blocked on its READs */
+	EXPECT_EQ(-1, fdio_wait_child(self->child, 200));
+	fts_get_stats(self->srv, &st);
+	TH_LOG("reader blocked with %u READs stalled", st.stalled);
+	ASSERT_LT(0U, st.stalled);
+	ASSERT_EQ(0U, st.ops[FUSE_RELEASE]);
+
+	t0 = fdio_now_ms();
+	kill(self->child, SIGKILL);
+	status = fdio_wait_child(self->child, 3000);
+	kill_ms = fdio_now_ms() - t0;
+	fts_get_stats(self->srv, &st);
+	TH_LOG("SIGKILLed reader %s after %llu ms; %u INTERRUPT(s), %u READs still stalled, %u RELEASE",
+	       status == -1 ? "still there" : "gone",
+	       (unsigned long long)kill_ms, st.interrupts, st.stalled,
+	       st.ops[FUSE_RELEASE]);
+	ASSERT_NE(-1, status) {
+		TH_LOG("a SIGKILLed reader stayed while its READs were with the server");
+	}
+	self->child = 0;
+	EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+
+	/* READs still with the server: the file handle must stay */
+	if (st.stalled) {
+		fdio_sleep_ms(200);
+		fts_get_stats(self->srv, &st);
+		EXPECT_EQ(0U, st.ops[FUSE_RELEASE]) {
+			TH_LOG("RELEASE of fh %llu while %u READs were not answered",
+			       (unsigned long long)st.last_release_fh,
+			       st.stalled);
+		}
+	}
+
+	/* answer them (and any still queued) now: then RELEASE comes */
+	fdio_answer_all(self->srv);
+	fts_release_stalled(self->srv, 0);
+	ASSERT_EQ(0, fts_wait_ops(self->srv, FUSE_RELEASE, 1, 5000)) {
+		TH_LOG("no RELEASE after the READs were answered");
+	}
+	fts_get_stats(self->srv, &st);
+	EXPECT_EQ(0U, st.outstanding);
+	n = fts_get_ios(self->srv, &ios);
+	for (i = 0; i < n; i++) {
+		EXPECT_TRUE(ios[i].answered);
+		fh = ios[i].fh;
+	}
+	fdio_reply_span(ios, n, FUSE_READ, &first, &last);
+	free(ios);
+	EXPECT_EQ(fh, st.last_release_fh);
+	EXPECT_LE(last, st.last_release_ns) {
+		TH_LOG("RELEASE %.1f ms before the last READ answer",
+		       ((double)last - st.last_release_ns) / 1e6);
+	}
+	TH_LOG("%zu READs, RELEASE %.1f ms after the last answer", n,
+	       ((double)st.last_release_ns - last) / 1e6);
+}
+
+TEST_F(kill, gap_kill_sync_read_stalled)
+{
+	kill_blocked_reader(_metadata, self, false);
+}
+
+TEST_F(kill, kill_sync_read_interrupt)
+{
+	kill_blocked_reader(_metadata, self, true);
+}
+
+TEST_HARNESS_MAIN
