@@ -580,6 +580,47 @@ latency_one_thread() {
 t "--latency-us does not hold the worker (--threads 1)" latency_one_thread
 t "--latency-us does not hold the worker (--threads 1 --backend uring)" latency_one_thread --backend uring
 
+# max_background LIMIT le|gt N: async DIO READs are background requests,
+# so conn->max_background bounds them (the kernel default is 12).
+max_background() {
+	local mb=$1 cmp=$2 n=$3 max
+	have fio || skip "no fio"
+	inflight_read --latency-us 2000 --max-background "$mb" -- \
+		--ioengine=libaio --iodepth=16 --numjobs=2 --io_size=1m || return 1
+	max=$(stat_of max_inflight_read)
+	echo "observed: --max-background $mb, fio libaio 2 jobs iodepth 16: max_inflight_read $max"
+	case $cmp in
+	le) [ "$max" -le "$n" ] || fail "max_inflight_read $max, expected <= $n" ;;
+	gt) [ "$max" -gt "$n" ] || fail "max_inflight_read $max, expected > $n" ;;
+	esac
+}
+t "--max-background 4 caps async requests in flight" max_background 4 le 4
+t "--max-background 64 lets more than the default 12 through" max_background 64 gt 12
+
+# Without --latency-us the sync backend holds a worker per request, so
+# --threads bounds what is in flight.
+threads_cap() {
+	have fio || skip "no fio"
+	inflight_read --threads 2 --max-background 64 -- \
+		--ioengine=libaio --iodepth=16 --numjobs=2 --io_size=1m || return 1
+	local max
+	max=$(stat_of max_inflight_read)
+	echo "observed: --threads 2 without latency: max_inflight_read $max"
+	[ "$max" -le 2 ] || fail "max_inflight_read $max with 2 worker threads"
+}
+t "--threads 2 bounds requests in flight without --latency-us" threads_cap
+
+mount_opts() {
+	start -o ro -o allow_other || return 1
+	grep " $MNT " /proc/mounts | grep -q "ro," || fail "mount is not read-only"
+	grep " $MNT " /proc/mounts | grep -q "allow_other" || fail "no allow_other"
+	grep " $MNT " /proc/mounts | grep -q "^$SRC $MNT fuse.passthrough " ||
+		fail "fsname/subtype not set: $(grep " $MNT " /proc/mounts)"
+	touch "$MNT/x" 2>/dev/null && fail "write to a read-only mount succeeded"
+	stop
+}
+t "-o ro -o allow_other; fsname=SOURCE, type fuse.passthrough" mount_opts
+
 latency_delays() {
 	head -c 65536 "$REF" >"$SRC/lat.dat"
 	start --latency-us 20000 --direct-io || return 1
