@@ -9,9 +9,11 @@
  * kernel sends together are seen together:
  *
  *  - gap_*: with FUSE_ASYNC_DIO, read()/write(), io_submit() and io_uring
- *    send the sub-requests together (up to max_background, 12, outstanding);
- *    the stock module sends one, waits for its answer, sends the next, and
- *    io_submit() does not return before the whole IO is done.  Answers
+ *    send the sub-requests together (up to max_background outstanding: 12
+ *    by default; the io_submit() cases raise it to 32, so that all 16 are
+ *    sent before io_submit() returns); the stock module sends one, waits
+ *    for its answer, sends the next, and io_submit() does not return
+ *    before the whole IO is done.  Answers
  *    given in reverse order must still give the right data.
  *  - the rest: without FUSE_ASYNC_DIO, and on FOPEN_STREAM files, requests
  *    stay one at a time, on every module.
@@ -272,6 +274,13 @@ static void aio_concurrent(struct __test_metadata *_metadata,
 	int ret;
 
 	hold(self, 1000, 0, FTS_ORDER_FIFO);	/* until released */
+	/*
+	 * Room for all 16 requests: the kernel stops allocating background
+	 * requests at max_background (fc->blocked), so with the default 12
+	 * io_submit() waits for answers to send the last 4, on any module.
+	 */
+	self->cfg.max_background = 32;
+	self->cfg.congestion_threshold = 24;
 	/* writes within the file: an extending one would block anyway */
 	start(_metadata, self, SZ, 0);
 	if (write) {
@@ -291,7 +300,7 @@ static void aio_concurrent(struct __test_metadata *_metadata,
 	returned = fdio_call_wait(&c, 1000);
 	fts_get_stats(self->srv, &at);
 	if (returned)	/* let the rest arrive, for the figure below */
-		fts_wait_outstanding(self->srv, 12, 300);
+		fts_wait_outstanding(self->srv, SZ / CHUNK, 300);
 	fdio_answer_all(self->srv);
 	ASSERT_TRUE(fdio_call_join(&c, 10000));
 	ASSERT_EQ(1, c.ret) {

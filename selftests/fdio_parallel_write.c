@@ -73,6 +73,10 @@ static void start(struct __test_metadata *_metadata,
 {
 	self->cfg.policy.hold_count = 100000;
 	self->cfg.policy.hold_opcode = FUSE_WRITE;
+	/* room for all 16 WRITEs of one io_submit(): at max_background the
+	 * kernel waits for answers before it sends more */
+	self->cfg.max_background = 32;
+	self->cfg.congestion_threshold = 24;
 	ASSERT_EQ(0, fts_start(&self->cfg, &self->srv));
 	ASSERT_EQ(0, fts_set_data(self->srv, self->old, SZ));
 	self->fd = open(fts_file(self->srv), O_RDWR | oflags);
