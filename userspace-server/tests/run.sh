@@ -20,6 +20,8 @@
 # tests, cc for the compile test, unshare for the no-/dev/fuse test; tests
 # whose tool is missing are skipped.
 
+# "cmd && check || fail" is meant: fail when either part fails.
+# shellcheck disable=SC2015
 set -u
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -47,6 +49,7 @@ if [ ! -x "$SRV" ]; then
 	echo "run.sh: no server binary at $SRV" >&2
 	exit 2
 fi
+SRV=$(cd "$(dirname "$SRV")" && pwd)/$(basename "$SRV")	# we cd later
 if [ $VALGRIND = 1 ] && ! command -v valgrind >/dev/null; then
 	echo "run.sh: valgrind not installed" >&2
 	exit 2
@@ -79,6 +82,9 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+# tools that drop files in the current directory (fio) drop them here
+cd "$WORK" || exit 2
 
 if ! mount -t tmpfs -o size=512m pt-test-src "$SRC"; then
 	echo "run.sh: cannot mount tmpfs on $SRC" >&2
@@ -142,6 +148,7 @@ watchdog() {
 skip() { echo "$*"; exit 77; }
 fail() { echo "$*"; exit 1; }
 
+# shellcheck disable=SC2054  # the commas belong to valgrind's option values
 VG_OPTS=(--leak-check=full --errors-for-leak-kinds=definite,indirect
 	 --error-exitcode=99 --log-file="$WORK/vg/vg.%p.log")
 
@@ -163,12 +170,11 @@ show_vg_logs() {
 
 # start OPTS...: mounts SRC on MNT with the server, in the background.
 start() {
-	local i
 	rm -f "$STATS"
 	"${SRVCMD[@]}" --foreground "$@" "$SRC" "$MNT" 2>"$LOG" &
 	SRV_PID=$!
 	echo $SRV_PID >"$WORK/srv.pid"
-	for i in $(seq 1 600); do
+	for _ in $(seq 1 600); do
 		if mountpoint -q "$MNT"; then
 			return 0
 		fi
@@ -187,12 +193,12 @@ start() {
 
 # stop [SIGNAL]: stops the server, checks a clean exit and unmount.
 stop() {
-	local sig=${1:-TERM} rc i pid=$SRV_PID
+	local sig=${1:-TERM} rc pid=$SRV_PID
 	SRV_PID=
 	[ -n "$pid" ] || return 0
 	rm -f "$WORK/srv.pid"
 	kill -"$sig" "$pid"
-	for i in $(seq 1 600); do
+	for _ in $(seq 1 600); do
 		kill -0 "$pid" 2>/dev/null || break
 		sleep 0.1
 	done
@@ -222,10 +228,9 @@ stop() {
 # snapshot: asks the running server (started with --stats $STATS) for
 # its counters; then stat KEY reads one.
 snapshot() {
-	local i
 	rm -f "$STATS"
 	kill -USR1 "$SRV_PID"
-	for i in $(seq 1 200); do
+	for _ in $(seq 1 200); do
 		[ -s "$STATS" ] && return 0
 		sleep 0.05
 	done
@@ -239,9 +244,8 @@ stat_of() {
 
 # reset: SIGUSR2, then waits until a snapshot shows zeroed counters.
 reset() {
-	local i
 	kill -USR2 "$SRV_PID"
-	for i in $(seq 1 100); do
+	for _ in $(seq 1 100); do
 		snapshot || return 1
 		[ "$(stat_of read_requests)" = 0 ] &&
 			[ "$(stat_of write_requests)" = 0 ] && return 0
@@ -377,7 +381,7 @@ fio_verify() {
 	start "$@" || return 1
 	fio --name=verify --filename="$MNT/fio-$engine.dat" --size=4m \
 		--ioengine="$engine" --direct=1 --iodepth=8 --rw=randwrite \
-		--bsrange=4k-64k --verify=crc32c --verify_fatal=1 \
+		--bsrange=4k-64k --verify=crc32c --verify_fatal=1 --verify_state_save=0 \
 		--numjobs=1 --output="$WORK/fio.out" >/dev/null 2>&1
 	local rc=$?
 	if [ $rc != 0 ] || grep -q "err= *[1-9]" "$WORK/fio.out"; then
@@ -718,14 +722,14 @@ debug_mode() {
 t "--debug" debug_mode
 
 daemon_mode() {
-	local pid i
+	local pid
 	"${SRVCMD[@]}" "$SRC" "$MNT" 2>"$LOG" || fail "daemonizing start failed"
 	mountpoint -q "$MNT" || fail "not mounted after the daemon started"
 	echo x >"$MNT/daemon" && [ "$(cat "$SRC/daemon")" = x ] || fail "daemon does not serve"
 	pid=$(pgrep -n -f -- "$MNT")
 	[ -n "$pid" ] || fail "cannot find the daemon"
 	umount "$MNT" || fail "umount failed"
-	for i in $(seq 1 300); do
+	for _ in $(seq 1 300); do
 		kill -0 "$pid" 2>/dev/null || return 0
 		sleep 0.1
 	done
