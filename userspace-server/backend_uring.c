@@ -30,6 +30,17 @@
 #define VALGRIND_MAKE_MEM_DEFINED(p, n) ((void)(p), (void)(n))
 #endif
 
+/* An op passes from submitter to reaper through the kernel, which
+ * ThreadSanitizer cannot see: tell it about that hand-off. */
+#if defined(__SANITIZE_THREAD__)
+#include <sanitizer/tsan_interface.h>
+#define HANDOFF_RELEASE(p) __tsan_release(p)
+#define HANDOFF_ACQUIRE(p) __tsan_acquire(p)
+#else
+#define HANDOFF_RELEASE(p) ((void)(p))
+#define HANDOFF_ACQUIRE(p) ((void)(p))
+#endif
+
 #include "backend.h"
 #include "io.h"
 
@@ -68,6 +79,7 @@ static int queue_op(struct uring_state *u, struct io_req *op)
 	else
 		io_uring_prep_write(sqe, op->file->fd, p, len, off);
 	io_uring_sqe_set_data(sqe, op);
+	HANDOFF_RELEASE(op);
 	/* Once queued the SQE belongs to the ring: on a transient error
 	 * keep entering until the kernel has taken it. */
 	while ((ret = io_uring_submit(&u->ring)) < 0 &&
@@ -147,6 +159,8 @@ static void *reaper(void *arg)
 			struct io_req *op = io_uring_cqe_get_data(cqe);
 			int res = cqe->res;
 
+			if (op != NULL)
+				HANDOFF_ACQUIRE(op);
 			io_uring_cqe_seen(&u->ring, cqe);
 			if (op == NULL)
 				u->stopping = true;	/* NOP of uring_stop() */
