@@ -93,6 +93,35 @@ static char *check_dir(const char *what, const char *path)
 	return real;
 }
 
+/* --stats FILE made absolute: a daemon runs in "/".  Returns 0 or -1
+ * (after printing why). */
+static int absolute_stats_path(struct server *srv)
+{
+	const char *p = srv->opt.stats_path;
+	char *cwd = NULL;
+	int ret;
+
+	if (p == NULL)
+		return 0;
+	if (p[0] != '/') {
+		cwd = getcwd(NULL, 0);
+		if (cwd == NULL) {
+			fprintf(stderr, "passthrough: --stats %s: cannot get the current directory: %s\n",
+				p, strerror(errno));
+			return -1;
+		}
+	}
+	ret = asprintf(&srv->stats_path, "%s%s%s", cwd ? cwd : "",
+		       cwd ? "/" : "", p);
+	free(cwd);
+	if (ret < 0) {
+		srv->stats_path = NULL;
+		fprintf(stderr, "passthrough: out of memory\n");
+		return -1;
+	}
+	return 0;
+}
+
 /* One O_PATH fd per inode the kernel knows: allow as many as we may. */
 static void raise_nofile(void)
 {
@@ -234,6 +263,8 @@ static int run(struct server *srv)
 	srv->mountpoint = check_dir("MOUNTPOINT", srv->opt.mountpoint);
 	if (srv->mountpoint == NULL)
 		goto out_free;
+	if (absolute_stats_path(srv) < 0)
+		goto out_free;
 	raise_nofile();
 
 	err = inode_table_init(&srv->inodes, srv->source);
@@ -244,7 +275,7 @@ static int run(struct server *srv)
 	}
 	handle_list_init(&srv->files);
 	handle_list_init(&srv->dirs);
-	stats_init(&srv->stats, srv->opt.stats_path);
+	stats_init(&srv->stats, srv->stats_path);
 	srv->backend = srv->opt.backend == BACKEND_URING ? &io_backend_uring
 							 : &io_backend_sync;
 	srv->timeout = ATTR_TIMEOUT;
@@ -290,6 +321,7 @@ out_inodes:
 	inode_table_destroy(&srv->inodes);
 	stats_destroy(&srv->stats);
 out_free:
+	free(srv->stats_path);
 	free(srv->mountpoint);
 	free(srv->source);
 	return rc;

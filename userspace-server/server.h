@@ -25,6 +25,7 @@ struct server {
 	double timeout;			/* entry/attr cache timeout, s */
 	char *source;			/* realpath of SOURCE */
 	char *mountpoint;		/* realpath of MOUNTPOINT */
+	char *stats_path;		/* absolute --stats FILE, or NULL */
 };
 
 static inline struct server *req_server(fuse_req_t req)

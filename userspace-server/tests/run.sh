@@ -723,19 +723,22 @@ t "--debug" debug_mode
 
 daemon_mode() {
 	local pid
-	"${SRVCMD[@]}" "$SRC" "$MNT" 2>"$LOG" || fail "daemonizing start failed"
+	(cd "$SCR" && "${SRVCMD[@]}" --stats rel-stats.json "$SRC" "$MNT") 2>"$LOG" ||
+		fail "daemonizing start failed"
 	mountpoint -q "$MNT" || fail "not mounted after the daemon started"
 	echo x >"$MNT/daemon" && [ "$(cat "$SRC/daemon")" = x ] || fail "daemon does not serve"
 	pid=$(pgrep -n -f -- "$MNT")
 	[ -n "$pid" ] || fail "cannot find the daemon"
 	umount "$MNT" || fail "umount failed"
 	for _ in $(seq 1 300); do
-		kill -0 "$pid" 2>/dev/null || return 0
+		kill -0 "$pid" 2>/dev/null || break
 		sleep 0.1
 	done
-	fail "daemon still running after umount"
+	kill -0 "$pid" 2>/dev/null && fail "daemon still running after umount"
+	grep -q '"write_bytes":2' "$SCR/rel-stats.json" ||
+		fail "relative --stats path not written to the start directory"
 }
-t "daemon mode (no --foreground), stopped by umount" daemon_mode
+t "daemon mode (no --foreground), stopped by umount, relative --stats" daemon_mode
 
 # ---- valgrind summary -------------------------------------------------
 
