@@ -10,10 +10,10 @@
  *
  *  - gap_*: with FUSE_ASYNC_DIO, read()/write(), io_submit() and io_uring
  *    send the sub-requests together (up to max_background outstanding: 12
- *    by default; the io_submit() cases raise it to 32, so that all 16 are
- *    sent before io_submit() returns); the stock module sends one, waits
- *    for its answer, sends the next, and io_submit() does not return
- *    before the whole IO is done.  Answers
+ *    by default; the libaio/io_uring cases raise it to 32, so that all 16
+ *    are sent before the submission returns); the stock module sends one,
+ *    waits for its answer, sends the next, and io_submit() and
+ *    io_uring_submit() do not return before the whole IO is done.  Answers
  *    given in reverse order must still give the right data.
  *  - the rest: without FUSE_ASYNC_DIO, and on FOPEN_STREAM files, requests
  *    stay one at a time, on every module.
@@ -25,6 +25,7 @@
 #include <fcntl.h>
 #include <libaio.h>
 #include <liburing.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -231,19 +232,25 @@ TEST_F(fdio, gap_sync_write_reverse)
 	}
 }
 
-/* ---- libaio -------------------------------------------------------------- */
+/* ---- libaio and io_uring ------------------------------------------------- */
 
-struct aio_submit {
+/* One async 2 MiB read or write, through libaio or io_uring. */
+struct async_io {
+	bool uring;
 	io_context_t ctx;
 	struct iocb cb;
+	struct io_uring ring;
+	bool have_ring;
 };
 
-static long do_io_submit(void *arg)
+/* io_submit() or io_uring_submit(): 1, or -1 with errno. */
+static long do_submit(void *arg)
 {
-	struct aio_submit *a = arg;
+	struct async_io *a = arg;
 	struct iocb *cbs[1] = { &a->cb };
-	int ret = io_submit(a->ctx, 1, cbs);
+	int ret;
 
+	ret = a->uring ? io_uring_submit(&a->ring) : io_submit(a->ctx, 1, cbs);
 	if (ret < 0) {
 		errno = -ret;
 		return -1;
@@ -251,25 +258,63 @@ static long do_io_submit(void *arg)
 	return ret;
 }
 
+/* Its completion (10 s at most): the result, or -errno. */
+static long async_io_wait(struct async_io *a)
+{
+	long res;
+
+	if (a->uring) {
+		struct __kernel_timespec ts = { .tv_sec = 10 };
+		struct io_uring_cqe *cqe;
+		int ret = io_uring_wait_cqe_timeout(&a->ring, &cqe, &ts);
+
+		if (ret)
+			return ret;
+		res = cqe->res;
+		io_uring_cqe_seen(&a->ring, cqe);
+	} else {
+		struct timespec ts = { 10, 0 };
+		struct io_event ev;
+		int ret = io_getevents(a->ctx, 1, 1, &ev, &ts);
+
+		if (ret != 1)
+			return ret < 0 ? ret : -ETIMEDOUT;
+		res = (long)ev.res;
+	}
+	return res;
+}
+
+static void async_io_free(struct async_io *a)
+{
+	if (a->have_ring)
+		io_uring_queue_exit(&a->ring);
+	else if (a->ctx)
+		io_destroy(a->ctx);
+}
+
 /*
- * One 2 MiB io_submit(); the server holds every request until the test
- * lets go.  The test lets go once io_submit() returned, or after 1 s if
- * it does not (the stock module sends the next request only when the
- * held one is answered).  io_submit() must have returned while requests
- * were held, before any answer, and more than one must have been out.
+ * One 2 MiB io_submit() or io_uring_submit(); the server holds every
+ * request until the test lets go.  The test lets go once the submission
+ * returned, or after 1 s if it does not (the stock module sends the next
+ * request only when the held one is answered: io_submit() runs the whole
+ * IO, and so does io_uring_submit(), which issues the read or write inline
+ * since fuse files poll readable and writable).  The submission must have
+ * returned while requests were held, before any answer, and more than one
+ * request must have been out at once.
  */
-static void aio_concurrent(struct __test_metadata *_metadata,
-			   FIXTURE_DATA(fdio) *self, bool write)
+static void async_concurrent(struct __test_metadata *_metadata,
+			     FIXTURE_DATA(fdio) *self, bool uring, bool write)
 {
 	uint32_t op = write ? FUSE_WRITE : FUSE_READ;
-	struct aio_submit a = { 0 };
-	struct timespec ts = { 10, 0 };
+	const char *api = uring ? "io_uring_submit" : "io_submit";
+	struct async_io a = { .uring = uring };
 	uint64_t first, last;
 	struct fts_stats at, st;
 	struct fdio_call c;
-	struct io_event ev;
 	struct fts_io *ios;
+	char what[64];
 	bool returned;
+	long res;
 	size_t n;
 	int ret;
 
@@ -277,7 +322,7 @@ static void aio_concurrent(struct __test_metadata *_metadata,
 	/*
 	 * Room for all 16 requests: the kernel stops allocating background
 	 * requests at max_background (fc->blocked), so with the default 12
-	 * io_submit() waits for answers to send the last 4, on any module.
+	 * the submission waits for answers to send the last 4, on any module.
 	 */
 	self->cfg.max_background = 32;
 	self->cfg.congestion_threshold = 24;
@@ -286,14 +331,31 @@ static void aio_concurrent(struct __test_metadata *_metadata,
 	if (write) {
 		fts_fill_pattern(self->ref, SZ, 0, 4);
 		memcpy(self->buf, self->ref, SZ);
-		io_prep_pwrite(&a.cb, self->fd, self->buf, SZ, 0);
 	} else {
 		memset(self->buf, 0, SZ);
-		io_prep_pread(&a.cb, self->fd, self->buf, SZ, 0);
 	}
-	ASSERT_EQ(0, io_setup(4, &a.ctx));
+	if (uring) {
+		struct io_uring_sqe *sqe;
 
-	ASSERT_EQ(0, fdio_call_start(&c, do_io_submit, &a));
+		ret = io_uring_queue_init(4, &a.ring, 0);
+		if (ret == -ENOSYS || ret == -EPERM)
+			SKIP(return, "io_uring not available");
+		ASSERT_EQ(0, ret);
+		a.have_ring = true;
+		sqe = io_uring_get_sqe(&a.ring);
+		if (write)
+			io_uring_prep_write(sqe, self->fd, self->buf, SZ, 0);
+		else
+			io_uring_prep_read(sqe, self->fd, self->buf, SZ, 0);
+	} else {
+		ASSERT_EQ(0, io_setup(4, &a.ctx));
+		if (write)
+			io_prep_pwrite(&a.cb, self->fd, self->buf, SZ, 0);
+		else
+			io_prep_pread(&a.cb, self->fd, self->buf, SZ, 0);
+	}
+
+	ASSERT_EQ(0, fdio_call_start(&c, do_submit, &a));
 	ASSERT_EQ(0, fts_wait_ops(self->srv, op, 1, 5000)) {
 		fdio_answer_all(self->srv);
 	}
@@ -304,35 +366,32 @@ static void aio_concurrent(struct __test_metadata *_metadata,
 	fdio_answer_all(self->srv);
 	ASSERT_TRUE(fdio_call_join(&c, 10000));
 	ASSERT_EQ(1, c.ret) {
-		TH_LOG("io_submit: %s", strerror(c.err));
+		TH_LOG("%s: %s", api, strerror(c.err));
 	}
-	ret = io_getevents(a.ctx, 1, 1, &ev, &ts);
-	ASSERT_EQ(1, ret) {
-		TH_LOG("io_getevents: %d", ret);
-	}
-	io_destroy(a.ctx);
-	ASSERT_EQ(SZ, (long)ev.res) {
-		TH_LOG("aio %s: res %ld", write ? "write" : "read",
-		       (long)ev.res);
+	res = async_io_wait(&a);
+	async_io_free(&a);
+	ASSERT_EQ(SZ, res) {
+		TH_LOG("%s %s: %ld", api, write ? "write" : "read", res);
 	}
 	if (write)
 		check_server_data(_metadata, self, SZ);
 	else
 		check_read_data(_metadata, self, SZ);
-	st = check_log(_metadata, self->srv, op, SZ,
-		       write ? "io_submit 2 MiB write" : "io_submit 2 MiB read");
+	snprintf(what, sizeof(what), "%s 2 MiB %s", api,
+		 write ? "write" : "read");
+	st = check_log(_metadata, self->srv, op, SZ, what);
 
 	n = fts_get_ios(self->srv, &ios);
 	fdio_reply_span(ios, n, op, &first, &last);
 	free(ios);
-	TH_LOG("io_submit %s while %u requests were held",
+	TH_LOG("%s %s while %u requests were held", api,
 	       returned ? "returned" : "had not returned after 1 s",
 	       at.held);
 	EXPECT_TRUE(returned && at.held > 0) {
-		TH_LOG("io_submit() waited for the server");
+		TH_LOG("%s() waited for the server", api);
 	}
 	EXPECT_LT(c.done_ns, first) {
-		TH_LOG("io_submit() returned %.1f ms after the first answer",
+		TH_LOG("%s() returned %.1f ms after the first answer", api,
 		       ((double)c.done_ns - first) / 1e6);
 	}
 	EXPECT_LT(1U, st.max_outstanding);
@@ -340,59 +399,22 @@ static void aio_concurrent(struct __test_metadata *_metadata,
 
 TEST_F(fdio, gap_aio_read_concurrent)
 {
-	aio_concurrent(_metadata, self, false);
+	async_concurrent(_metadata, self, false, false);
 }
 
 TEST_F(fdio, gap_aio_write_concurrent)
 {
-	aio_concurrent(_metadata, self, true);
-}
-
-/* ---- io_uring ------------------------------------------------------------ */
-
-static void uring_concurrent(struct __test_metadata *_metadata,
-			     FIXTURE_DATA(fdio) *self, bool write)
-{
-	uint32_t op = write ? FUSE_WRITE : FUSE_READ;
-	struct fts_stats st;
-	int res;
-
-	hold(self, 8, 100, FTS_ORDER_FIFO);
-	start(_metadata, self, SZ, 0);
-	if (write) {
-		fts_fill_pattern(self->ref, SZ, 0, 5);
-		memcpy(self->buf, self->ref, SZ);
-	} else {
-		memset(self->buf, 0, SZ);
-	}
-	res = fdio_uring_rw(self->fd, self->buf, SZ, 0, write);
-	if (res == FDIO_NO_URING)
-		SKIP(return, "io_uring not available");
-	ASSERT_EQ(SZ, res) {
-		if (res < 0)
-			TH_LOG("io_uring %s: %s", write ? "write" : "read",
-			       strerror(-res));
-	}
-	if (write)
-		check_server_data(_metadata, self, SZ);
-	else
-		check_read_data(_metadata, self, SZ);
-	st = check_log(_metadata, self->srv, op, SZ,
-		       write ? "io_uring 2 MiB write" : "io_uring 2 MiB read");
-	EXPECT_LT(1U, st.max_outstanding) {
-		TH_LOG("the sub-requests of the io_uring %s were sent one at a time",
-		       write ? "write" : "read");
-	}
+	async_concurrent(_metadata, self, false, true);
 }
 
 TEST_F(fdio, gap_uring_read_concurrent)
 {
-	uring_concurrent(_metadata, self, false);
+	async_concurrent(_metadata, self, true, false);
 }
 
 TEST_F(fdio, gap_uring_write_concurrent)
 {
-	uring_concurrent(_metadata, self, true);
+	async_concurrent(_metadata, self, true, true);
 }
 
 /* ---- one at a time, on every module -------------------------------------- */

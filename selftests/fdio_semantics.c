@@ -12,6 +12,11 @@
  * its async engine: there it returned the error of the whole IO instead of
  * the prefix, and 0 for a read at a stale st_size of 0.
  *
+ * io_uring re-issues the rest of a short read of a regular file when it
+ * ran the read inline (the stock module does: fuse files poll readable),
+ * so its failure case fails the READ at 256 KiB every time it is asked,
+ * and there is no io_uring case of a short answer.
+ *
  * One server thread answering at once: requests are received, numbered and
  * answered in the order the kernel queued them, so "the 3rd READ" is the
  * one at offset 256 KiB.
@@ -126,10 +131,11 @@ static long do_io(struct __test_metadata *_metadata, FIXTURE_DATA(sem) *self,
 	return ret;
 }
 
-/* The request of opcode that the policy did something to: exactly one,
- * at offset off. */
+/* The requests of opcode that the policy did something to: one (or, if
+ * several, at least one), at offset off. */
 static void check_acted(struct __test_metadata *_metadata, struct fts *srv,
-			uint32_t op, enum fts_act act, uint64_t off)
+			uint32_t op, enum fts_act act, uint64_t off,
+			bool several)
 {
 	struct fts_io *ios;
 	size_t i, n = fts_get_ios(srv, &ios);
@@ -142,8 +148,11 @@ static void check_acted(struct __test_metadata *_metadata, struct fts *srv,
 		EXPECT_EQ(off, ios[i].offset);
 		EXPECT_TRUE(ios[i].answered);
 	}
-	EXPECT_EQ(1U, hits);
-	TH_LOG("server: %zu requests, the one at %llu %s", n,
+	if (several)
+		EXPECT_LE(1U, hits);
+	else
+		EXPECT_EQ(1U, hits);
+	TH_LOG("server: %zu requests, %u at %llu %s", n, hits,
 	       (unsigned long long)off,
 	       act == FTS_ACT_FAIL ? "failed" : "answered short");
 	free(ios);
@@ -151,20 +160,36 @@ static void check_acted(struct __test_metadata *_metadata, struct fts *srv,
 
 /* ---- a failed sub-request ------------------------------------------------ */
 
+/* Fail every READ that covers offset 2 * CHUNK (a bad block, not a
+ * one-off): io_uring re-issues the rest of a short read on a regular file,
+ * which a one-off failure of the 3rd READ would let succeed. */
+static void fail_bad_block(void *arg, const struct fts_io *io,
+			   struct fts_action *a)
+{
+	(void)arg;
+	if (io->opcode == FUSE_READ && io->offset <= 2 * CHUNK &&
+	    io->offset + io->size > 2 * CHUNK)
+		*a = fail_eio;
+}
+
 /* READ 3 of 16 fails: the bytes before it are returned and right. */
 static void read_fail_third(struct __test_metadata *_metadata,
 			    FIXTURE_DATA(sem) *self, enum how how, int oflags)
 {
 	long ret;
 
-	rule(self, FUSE_READ, 3, fail_eio);
+	if (how == URING)
+		self->cfg.policy.hook = fail_bad_block;
+	else
+		rule(self, FUSE_READ, 3, fail_eio);
 	start(_metadata, self, SZ, oflags);
 	ret = do_io(_metadata, self, how, false, SZ);
 	if (how == URING && ret == FDIO_NO_URING)
 		SKIP(return, "io_uring not available");
 	ASSERT_EQ(2 * CHUNK, ret);
 	EXPECT_EQ(-1, fts_first_diff(self->buf, self->ref, ret));
-	check_acted(_metadata, self->srv, FUSE_READ, FTS_ACT_FAIL, 2 * CHUNK);
+	check_acted(_metadata, self->srv, FUSE_READ, FTS_ACT_FAIL, 2 * CHUNK,
+		    how == URING);
 }
 
 /* WRITE 3 of 16 fails: the bytes before it are reported and written. */
@@ -182,7 +207,7 @@ static void write_fail_third(struct __test_metadata *_metadata,
 	fts_get_data(self->srv, self->buf, ret);
 	EXPECT_EQ(-1, fts_first_diff(self->buf, self->new, ret));
 	check_acted(_metadata, self->srv, FUSE_WRITE, FTS_ACT_FAIL,
-		    2 * CHUNK);
+		    2 * CHUNK, false);
 }
 
 TEST_F(sem, sync_read_fail_third)
@@ -240,7 +265,7 @@ static void read_short_third(struct __test_metadata *_metadata,
 	ASSERT_EQ(2 * CHUNK + 1000, ret);
 	EXPECT_EQ(-1, fts_first_diff(self->buf, self->ref, ret));
 	check_acted(_metadata, self->srv, FUSE_READ, FTS_ACT_SHORT,
-		    2 * CHUNK);
+		    2 * CHUNK, false);
 }
 
 TEST_F(sem, sync_read_short_third)
@@ -251,11 +276,6 @@ TEST_F(sem, sync_read_short_third)
 TEST_F(sem, aio_read_short_third)
 {
 	read_short_third(_metadata, self, AIO, 0);
-}
-
-TEST_F(sem, uring_read_short_third)
-{
-	read_short_third(_metadata, self, URING, 0);
 }
 
 /* A short WRITE answer ends the write there, as for the serial path; the
@@ -271,7 +291,7 @@ TEST_F(sem, gap_aio_odirect_write_short_third)
 	fts_get_data(self->srv, self->buf, ret);
 	EXPECT_EQ(-1, fts_first_diff(self->buf, self->new, ret));
 	check_acted(_metadata, self->srv, FUSE_WRITE, FTS_ACT_SHORT,
-		    2 * CHUNK);
+		    2 * CHUNK, false);
 }
 
 TEST_F(sem, aio_write_short_third)
@@ -285,7 +305,7 @@ TEST_F(sem, aio_write_short_third)
 	fts_get_data(self->srv, self->buf, ret);
 	EXPECT_EQ(-1, fts_first_diff(self->buf, self->new, ret));
 	check_acted(_metadata, self->srv, FUSE_WRITE, FTS_ACT_SHORT,
-		    2 * CHUNK);
+		    2 * CHUNK, false);
 }
 
 /* ---- st_size 0, 1 MiB of data -------------------------------------------- */
