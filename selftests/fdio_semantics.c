@@ -148,10 +148,11 @@ static void check_acted(struct __test_metadata *_metadata, struct fts *srv,
 		EXPECT_EQ(off, ios[i].offset);
 		EXPECT_TRUE(ios[i].answered);
 	}
-	if (several)
+	if (several) {
 		EXPECT_LE(1U, hits);
-	else
+	} else {
 		EXPECT_EQ(1U, hits);
+	}
 	TH_LOG("server: %zu requests, %u at %llu %s", n, hits,
 	       (unsigned long long)off,
 	       act == FTS_ACT_FAIL ? "failed" : "answered short");
