@@ -723,6 +723,7 @@ t "--debug" debug_mode
 
 daemon_mode() {
 	local pid
+	have pgrep || skip "no pgrep"
 	(cd "$SCR" && "${SRVCMD[@]}" --stats rel-stats.json "$SRC" "$MNT") 2>"$LOG" ||
 		fail "daemonizing start failed"
 	mountpoint -q "$MNT" || fail "not mounted after the daemon started"
