@@ -297,8 +297,9 @@ static void async_io_free(struct async_io *a)
  * request until the test lets go.  The test lets go once the submission
  * returned, or after 1 s if it does not (the stock module sends the next
  * request only when the held one is answered: io_submit() runs the whole
- * IO, and so does io_uring_submit(), which issues the read or write inline
- * since fuse files poll readable and writable).  The submission must have
+ * IO, and so does io_uring_submit() for a read, which it issues inline as
+ * fuse files poll readable; it hands a write to an io-wq worker).  The
+ * submission must have
  * returned while requests were held, before any answer, and more than one
  * request must have been out at once.
  */
