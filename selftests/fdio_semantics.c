@@ -368,4 +368,74 @@ TEST_F(sem, gap_stale_size_aio_odirect_read)
 	stale_size_read(_metadata, self, AIO, O_DIRECT);
 }
 
+/* ---- the file position ---------------------------------------------------- */
+
+/*
+ * Two 1 MiB read()s, or write()s, one after the other: the second goes on
+ * where the first ended, and the file position ends at 2 MiB.
+ */
+static void io_at_current_position(struct __test_metadata *_metadata,
+				   FIXTURE_DATA(sem) *self, enum how how,
+				   bool write)
+{
+	const size_t len = 1 << 20;
+	struct fts_io *ios;
+	size_t i, n;
+	long ret;
+	int k;
+
+	start(_metadata, self, write ? 0 : SZ, 0);
+	for (k = 0; k < 2; k++) {
+		char *p = (char *)(write ? self->new : self->buf) + k * len;
+
+		if (how == URING)	/* offset -1: at the file position */
+			ret = fdio_uring_rw(self->fd, p, len, -1, write);
+		else
+			ret = write ? write(self->fd, p, len)
+				    : read(self->fd, p, len);
+		if (how == URING && ret == FDIO_NO_URING)
+			SKIP(return, "io_uring not available");
+		if (how != URING && ret < 0)
+			ret = -errno;
+		TH_LOG("%s %s %d of %zu bytes at the file position: %ld",
+		       how_name(how), write ? "write" : "read", k + 1, len,
+		       ret);
+		ASSERT_EQ((long)len, ret);
+	}
+	n = fts_get_ios(self->srv, &ios);
+	for (i = 0; i < n; i++)
+		TH_LOG("server: %s at %llu+%u",
+		       ios[i].opcode == FUSE_READ ? "READ" : "WRITE",
+		       (unsigned long long)ios[i].offset, ios[i].size);
+	free(ios);
+	EXPECT_EQ((off_t)SZ, lseek(self->fd, 0, SEEK_CUR));
+	if (write) {
+		ASSERT_EQ((size_t)SZ, fts_data_len(self->srv));
+		fts_get_data(self->srv, self->buf, SZ);
+		EXPECT_EQ(-1, fts_first_diff(self->buf, self->new, SZ));
+	} else {
+		EXPECT_EQ(-1, fts_first_diff(self->buf, self->ref, SZ));
+	}
+}
+
+TEST_F(sem, sync_read_position)
+{
+	io_at_current_position(_metadata, self, SYNC, false);
+}
+
+TEST_F(sem, sync_write_position)
+{
+	io_at_current_position(_metadata, self, SYNC, true);
+}
+
+TEST_F(sem, uring_read_position)
+{
+	io_at_current_position(_metadata, self, URING, false);
+}
+
+TEST_F(sem, uring_write_position)
+{
+	io_at_current_position(_metadata, self, URING, true);
+}
+
 TEST_HARNESS_MAIN
