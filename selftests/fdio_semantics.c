@@ -376,7 +376,7 @@ TEST_F(sem, gap_stale_size_aio_odirect_read)
  */
 static void io_at_current_position(struct __test_metadata *_metadata,
 				   FIXTURE_DATA(sem) *self, enum how how,
-				   bool write)
+				   bool wr)
 {
 	const size_t len = 1 << 20;
 	struct fts_io *ios;
@@ -384,21 +384,21 @@ static void io_at_current_position(struct __test_metadata *_metadata,
 	long ret;
 	int k;
 
-	start(_metadata, self, write ? 0 : SZ, 0);
+	start(_metadata, self, wr ? 0 : SZ, 0);
 	for (k = 0; k < 2; k++) {
-		char *p = (char *)(write ? self->new : self->buf) + k * len;
+		char *p = (char *)(wr ? self->new : self->buf) + k * len;
 
 		if (how == URING)	/* offset -1: at the file position */
-			ret = fdio_uring_rw(self->fd, p, len, -1, write);
+			ret = fdio_uring_rw(self->fd, p, len, -1, wr);
 		else
-			ret = write ? write(self->fd, p, len)
+			ret = wr ? write(self->fd, p, len)
 				    : read(self->fd, p, len);
 		if (how == URING && ret == FDIO_NO_URING)
 			SKIP(return, "io_uring not available");
 		if (how != URING && ret < 0)
 			ret = -errno;
 		TH_LOG("%s %s %d of %zu bytes at the file position: %ld",
-		       how_name(how), write ? "write" : "read", k + 1, len,
+		       how_name(how), wr ? "write" : "read", k + 1, len,
 		       ret);
 		ASSERT_EQ((long)len, ret);
 	}
@@ -409,7 +409,7 @@ static void io_at_current_position(struct __test_metadata *_metadata,
 		       (unsigned long long)ios[i].offset, ios[i].size);
 	free(ios);
 	EXPECT_EQ((off_t)SZ, lseek(self->fd, 0, SEEK_CUR));
-	if (write) {
+	if (wr) {
 		ASSERT_EQ((size_t)SZ, fts_data_len(self->srv));
 		fts_get_data(self->srv, self->buf, SZ);
 		EXPECT_EQ(-1, fts_first_diff(self->buf, self->new, SZ));
