@@ -1,21 +1,24 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * fdio_kill: SIGKILL a process blocked in a 2 MiB read() of a
+ * fdio_kill: SIGKILL a process blocked in a 2 MiB read() or write() of a
  * FOPEN_DIRECT_IO file (opened without O_DIRECT) whose server does not
- * answer the READs.
+ * answer the READs or WRITEs.
  *
- *  - gap_kill_sync_read_stalled: the server ignores INTERRUPT.  The stock
- *    serial path waits uninterruptibly for a READ the server has read; the
- *    series waits killably for its sub-requests, so the process must be gone
- *    within a few seconds.
- *  - kill_sync_read_interrupt: the server answers an interrupted request
- *    with EINTR (as a well behaved server does): the process ends on every
- *    module.
+ *  - gap_kill_sync_{read,write}_stalled: the server ignores INTERRUPT.  The
+ *    stock serial path waits uninterruptibly for a request the server has
+ *    read; the series waits killably for its sub-requests, so the process
+ *    must be gone within a few seconds.
+ *  - kill_sync_{read,write}_interrupt: the server answers an interrupted
+ *    request with EINTR (as a well behaved server does): the process ends
+ *    on every module.
+ *  - kill_sync_read_abort: the connection is aborted after the kill, with
+ *    the requests still unanswered: the process ends, nothing hangs (on
+ *    every module; the killed process may only go with the abort).
  *
- * In both, the file's only opener is the killed process, and the server
- * must not see RELEASE for its file handle before every READ on it was
- * answered: the series pins the file while sub-requests of a killed
- * reader are in flight.  Then the READs are answered and RELEASE must come.
+ * The file's only opener is the killed process, and the server must not
+ * see RELEASE for its file handle before every request on it was answered:
+ * the series pins the file while sub-requests of a killed caller are in
+ * flight.  Then the requests are answered and RELEASE must come.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -61,15 +64,24 @@ FIXTURE_TEARDOWN(kill)
 		}
 		kill(self->child, SIGKILL);
 		if (fdio_wait_child(self->child, 5000) == -1)
-			TH_LOG("reader %d still there", self->child);
+			TH_LOG("child %d still there", self->child);
 	}
 	fts_stop(self->srv);
 	free(self->ref);
 }
 
-static void kill_blocked_reader(struct __test_metadata *_metadata,
-				FIXTURE_DATA(kill) *self, bool eintr)
+enum after { ANSWER, ABORT };
+
+/*
+ * A child opens the file and reads (or writes: an empty file, so the write
+ * extends it) 2 MiB; the server never answers its requests.  SIGKILL it.
+ */
+static void kill_blocked(struct __test_metadata *_metadata,
+			 FIXTURE_DATA(kill) *self, bool write, bool eintr,
+			 bool must_die, enum after after)
 {
+	uint32_t op = write ? FUSE_WRITE : FUSE_READ;
+	const char *name = write ? "WRITE" : "READ";
 	struct fts_stats st;
 	struct fts_io *ios;
 	uint64_t first, last, fh = 0;
@@ -77,30 +89,33 @@ static void kill_blocked_reader(struct __test_metadata *_metadata,
 	size_t i, n;
 	int status;
 
-	/* every READ is never answered, until released */
+	/* no request is ever answered, until released */
 	self->cfg.policy.rules[0] = (struct fts_rule){
-		.opcode = FUSE_READ,
+		.opcode = op,
 		.action = { .act = FTS_ACT_NO_REPLY },
 	};
 	self->cfg.policy.eintr_on_interrupt = eintr;
 	ASSERT_EQ(0, fts_start(&self->cfg, &self->srv));
-	ASSERT_EQ(0, fts_set_data(self->srv, self->ref, SZ));
+	ASSERT_EQ(0, fts_set_data(self->srv, self->ref, write ? 0 : SZ));
 
 	self->child = fork();
 	ASSERT_LE(0, self->child);
 	if (self->child == 0) {
 		void *buf = malloc(SZ);
-		int fd = open(fts_file(self->srv), O_RDONLY);
+		int fd = open(fts_file(self->srv), write ? O_WRONLY : O_RDONLY);
+		ssize_t ret;
 
 		if (!buf || fd < 0)
 			_exit(2);
-		_exit(pread(fd, buf, SZ, 0) == SZ ? 0 : 1);
+		memcpy(buf, self->ref, SZ);
+		ret = write ? pwrite(fd, buf, SZ, 0) : pread(fd, buf, SZ, 0);
+		_exit(ret == SZ ? 0 : 1);
 	}
-	ASSERT_EQ(0, fts_wait_ops(self->srv, FUSE_READ, 1, 5000));
-	/* it is blocked on its READs */
+	ASSERT_EQ(0, fts_wait_ops(self->srv, op, 1, 5000));
+	/* it is blocked on its requests */
 	EXPECT_EQ(-1, fdio_wait_child(self->child, 200));
 	fts_get_stats(self->srv, &st);
-	TH_LOG("reader blocked with %u READs stalled", st.stalled);
+	TH_LOG("child blocked with %u %ss stalled", st.stalled, name);
 	ASSERT_LT(0U, st.stalled);
 	ASSERT_EQ(0U, st.ops[FUSE_RELEASE]);
 
@@ -109,32 +124,49 @@ static void kill_blocked_reader(struct __test_metadata *_metadata,
 	status = fdio_wait_child(self->child, 3000);
 	kill_ms = fdio_now_ms() - t0;
 	fts_get_stats(self->srv, &st);
-	TH_LOG("SIGKILLed reader %s after %llu ms; %u INTERRUPT(s), %u READs still stalled, %u RELEASE",
+	TH_LOG("SIGKILLed child %s after %llu ms; %u INTERRUPT(s), %u %ss still stalled, %u RELEASE",
 	       status == -1 ? "still there" : "gone",
-	       (unsigned long long)kill_ms, st.interrupts, st.stalled,
+	       (unsigned long long)kill_ms, st.interrupts, st.stalled, name,
 	       st.ops[FUSE_RELEASE]);
-	ASSERT_NE(-1, status) {
-		TH_LOG("a SIGKILLed reader stayed while its READs were with the server");
+	if (must_die) {
+		ASSERT_NE(-1, status) {
+			TH_LOG("a SIGKILLed process stayed while its %ss were with the server",
+			       name);
+		}
 	}
-	self->child = 0;
-	EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
 
-	/* READs still with the server: the file handle must stay */
+	/* requests still with the server: the file handle must stay */
 	if (st.stalled) {
 		fdio_sleep_ms(200);
 		fts_get_stats(self->srv, &st);
 		EXPECT_EQ(0U, st.ops[FUSE_RELEASE]) {
-			TH_LOG("RELEASE of fh %llu while %u READs were not answered",
+			TH_LOG("RELEASE of fh %llu while %u %ss were not answered",
 			       (unsigned long long)st.last_release_fh,
-			       st.stalled);
+			       st.stalled, name);
 		}
 	}
 
+	if (after == ABORT) {
+		ASSERT_EQ(0, fts_abort(self->srv));
+		if (status == -1)
+			status = fdio_wait_child(self->child, 5000);
+		ASSERT_NE(-1, status) {
+			TH_LOG("the SIGKILLed process stayed after the abort");
+		}
+		self->child = 0;
+		EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+		return;
+	}
 	/* answer them (and any still queued) now: then RELEASE comes */
 	fdio_answer_all(self->srv);
 	fts_release_stalled(self->srv, 0);
+	if (status == -1)
+		status = fdio_wait_child(self->child, 5000);
+	ASSERT_NE(-1, status);
+	self->child = 0;
+	EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
 	ASSERT_EQ(0, fts_wait_ops(self->srv, FUSE_RELEASE, 1, 5000)) {
-		TH_LOG("no RELEASE after the READs were answered");
+		TH_LOG("no RELEASE after the %ss were answered", name);
 	}
 	fts_get_stats(self->srv, &st);
 	EXPECT_EQ(0U, st.outstanding);
@@ -143,25 +175,40 @@ static void kill_blocked_reader(struct __test_metadata *_metadata,
 		EXPECT_TRUE(ios[i].answered);
 		fh = ios[i].fh;
 	}
-	fdio_reply_span(ios, n, FUSE_READ, &first, &last);
+	fdio_reply_span(ios, n, op, &first, &last);
 	free(ios);
 	EXPECT_EQ(fh, st.last_release_fh);
 	EXPECT_LE(last, st.last_release_ns) {
-		TH_LOG("RELEASE %.1f ms before the last READ answer",
-		       ((double)last - st.last_release_ns) / 1e6);
+		TH_LOG("RELEASE %.1f ms before the last %s answer",
+		       ((double)last - st.last_release_ns) / 1e6, name);
 	}
-	TH_LOG("%zu READs, RELEASE %.1f ms after the last answer", n,
+	TH_LOG("%zu %ss, RELEASE %.1f ms after the last answer", n, name,
 	       ((double)st.last_release_ns - last) / 1e6);
 }
 
 TEST_F(kill, gap_kill_sync_read_stalled)
 {
-	kill_blocked_reader(_metadata, self, false);
+	kill_blocked(_metadata, self, false, false, true, ANSWER);
+}
+
+TEST_F(kill, gap_kill_sync_write_stalled)
+{
+	kill_blocked(_metadata, self, true, false, true, ANSWER);
 }
 
 TEST_F(kill, kill_sync_read_interrupt)
 {
-	kill_blocked_reader(_metadata, self, true);
+	kill_blocked(_metadata, self, false, true, true, ANSWER);
+}
+
+TEST_F(kill, kill_sync_write_interrupt)
+{
+	kill_blocked(_metadata, self, true, true, true, ANSWER);
+}
+
+TEST_F(kill, kill_sync_read_abort)
+{
+	kill_blocked(_metadata, self, false, false, false, ABORT);
 }
 
 TEST_HARNESS_MAIN

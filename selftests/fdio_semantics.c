@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/mman.h>
 
 #include "kselftest_harness.h"
 #include "fuse_test_server.h"
@@ -366,6 +367,63 @@ TEST_F(sem, stale_size_uring_read)
 TEST_F(sem, gap_stale_size_aio_odirect_read)
 {
 	stale_size_read(_metadata, self, AIO, O_DIRECT);
+}
+
+/* ---- a buffer that ends early ------------------------------------------- */
+
+/*
+ * A 2 MiB read() or write() whose buffer's second MiB is not accessible:
+ * the first MiB is transferred and reported, the server is asked for
+ * exactly that, as the serial path stops where it cannot get the pages.
+ */
+static void fault_tail(struct __test_metadata *_metadata,
+		       FIXTURE_DATA(sem) *self, bool wr)
+{
+	const size_t len = 1 << 20;
+	char why[200] = "";
+	struct fts_io *ios;
+	ssize_t ret;
+	size_t n;
+	char *p;
+
+	start(_metadata, self, wr ? 0 : SZ, 0);
+	p = mmap(NULL, SZ, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, p);
+	ASSERT_EQ(0, mprotect(p + len, SZ - len, PROT_NONE));
+	if (wr)
+		memcpy(p, self->new, len);
+	ret = wr ? pwrite(self->fd, p, SZ, 0) : pread(self->fd, p, SZ, 0);
+	TH_LOG("%s of 2 MiB, the second not accessible: %zd%s%s",
+	       wr ? "pwrite" : "pread", ret, ret < 0 ? " " : "",
+	       ret < 0 ? strerror(errno) : "");
+	EXPECT_EQ((ssize_t)len, ret);
+	if (ret > 0) {
+		if (wr) {
+			ASSERT_LE((size_t)ret, fts_data_len(self->srv));
+			fts_get_data(self->srv, self->buf, ret);
+			EXPECT_EQ(-1, fts_first_diff(self->buf, self->new, ret));
+		} else {
+			EXPECT_EQ(-1, fts_first_diff(p, self->ref, ret));
+		}
+	}
+	munmap(p, SZ);
+	n = fts_get_ios(self->srv, &ios);
+	EXPECT_EQ(0, fts_check_coverage(ios, n, wr ? FUSE_WRITE : FUSE_READ,
+					0, len, why, sizeof(why))) {
+		TH_LOG("%s", why);
+	}
+	free(ios);
+}
+
+TEST_F(sem, sync_read_fault_tail)
+{
+	fault_tail(_metadata, self, false);
+}
+
+TEST_F(sem, sync_write_fault_tail)
+{
+	fault_tail(_metadata, self, true);
 }
 
 /* ---- the file position ---------------------------------------------------- */
