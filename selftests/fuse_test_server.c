@@ -725,17 +725,6 @@ static void handle_meta(struct fts *s, unsigned char *req, size_t len)
 		unlock(s);
 		outsz = sizeof(out.open);
 		break;
-	case FUSE_RELEASE:
-		if (inlen >= sizeof(struct fuse_release_in)) {
-			const struct fuse_release_in *ri = in;
-
-			lock(s);
-			s->shm->st.last_release_fh = ri->fh;
-			s->shm->st.last_release_ns = now_ns();
-			pthread_cond_broadcast(&s->shm->cond);
-			unlock(s);
-		}
-		break;
 	case FUSE_STATFS:
 		out.statfs.st.blocks = s->cfg.max_data / 4096;
 		out.statfs.st.bfree = out.statfs.st.blocks;
@@ -747,6 +736,7 @@ static void handle_meta(struct fts *s, unsigned char *req, size_t len)
 		outsz = sizeof(out.statfs);
 		break;
 	case FUSE_FLUSH:
+	case FUSE_RELEASE:	/* recorded by handle() */
 	case FUSE_FSYNC:
 	case FUSE_RELEASEDIR:
 	case FUSE_FSYNCDIR:
@@ -779,6 +769,14 @@ static void handle(struct fts *s, unsigned char *req, size_t len)
 	lock(s);
 	if (ih->opcode < FTS_MAX_OPCODE)
 		s->shm->st.ops[ih->opcode]++;
+	/* with the count, so that fts_wait_ops(FUSE_RELEASE) sees it */
+	if (ih->opcode == FUSE_RELEASE &&
+	    len >= sizeof(*ih) + sizeof(struct fuse_release_in)) {
+		const struct fuse_release_in *ri = (const void *)(ih + 1);
+
+		s->shm->st.last_release_fh = ri->fh;
+		s->shm->st.last_release_ns = now_ns();
+	}
 	pthread_cond_broadcast(&s->shm->cond);
 	unlock(s);
 
