@@ -295,7 +295,7 @@ static void async_io_free(struct async_io *a)
 /*
  * One 2 MiB io_submit() or io_uring_submit(); the server holds every
  * request until the test lets go.  The test lets go once the submission
- * returned, or after 1 s if it does not (the stock module sends the next
+ * returned, or after 2 s if it does not (the stock module sends the next
  * request only when the held one is answered: io_submit() runs the whole
  * IO, and so does io_uring_submit() for a read, which it issues inline as
  * fuse files poll readable; it hands a write to an io-wq worker).  The
@@ -360,7 +360,7 @@ static void async_concurrent(struct __test_metadata *_metadata,
 	ASSERT_EQ(0, fts_wait_ops(self->srv, op, 1, 5000)) {
 		fdio_answer_all(self->srv);
 	}
-	returned = fdio_call_wait(&c, 1000);
+	returned = fdio_call_wait(&c, 2000);
 	fts_get_stats(self->srv, &at);
 	if (returned)	/* let the rest arrive, for the figure below */
 		fts_wait_outstanding(self->srv, SZ / CHUNK, 300);
@@ -386,7 +386,7 @@ static void async_concurrent(struct __test_metadata *_metadata,
 	fdio_reply_span(ios, n, op, &first, &last);
 	free(ios);
 	TH_LOG("%s %s while %u requests were held", api,
-	       returned ? "returned" : "had not returned after 1 s",
+	       returned ? "returned" : "had not returned after 2 s",
 	       at.held);
 	EXPECT_TRUE(returned && at.held > 0) {
 		TH_LOG("%s() waited for the server", api);

@@ -227,9 +227,9 @@ static void write_vs_cached_open(struct __test_metadata *_metadata,
 	io_prep_pwrite(&a.cb, self->fd, self->ref, SZ, 0);
 	ASSERT_EQ(0, fdio_call_start(&sub, do_io_submit, &a));
 	ASSERT_EQ(0, fts_wait_ops(self->srv, FUSE_WRITE, 1, 5000));
-	submitted = fdio_call_wait(&sub, 1000);
+	submitted = fdio_call_wait(&sub, 2000);
 	TH_LOG("io_submit %s", submitted ? "returned while the WRITEs were held"
-					 : "had not returned after 1 s");
+					 : "had not returned after 2 s");
 
 	/* the next open is a caching one */
 	fts_set_open_flags(self->srv, 0);
