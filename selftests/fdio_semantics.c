@@ -28,6 +28,7 @@
 #include <fcntl.h>
 #include <libaio.h>
 #include <liburing.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -466,10 +467,16 @@ static void io_at_current_position(struct __test_metadata *_metadata,
 		ASSERT_EQ((long)len, ret);
 	}
 	n = fts_get_ios(self->srv, &ios);
-	for (i = 0; i < n; i++)
-		TH_LOG("server: %s at %llu+%u",
-		       ios[i].opcode == FUSE_READ ? "READ" : "WRITE",
-		       (unsigned long long)ios[i].offset, ios[i].size);
+	{
+		char offs[512] = "";
+		size_t o = 0;
+
+		for (i = 0; i < n && o < sizeof(offs) - 16; i++)
+			o += snprintf(offs + o, sizeof(offs) - o, " %llu",
+				      (unsigned long long)ios[i].offset >> 10);
+		TH_LOG("server: %zu %ss at KiB%s", n, wr ? "WRITE" : "READ",
+		       offs);
+	}
 	free(ios);
 	EXPECT_EQ((off_t)SZ, lseek(self->fd, 0, SEEK_CUR));
 	if (wr) {
