@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""bench.py - the Python half of scripts/bench (which is the entry point).
+
+  bench.py list [--quick] [--only RX]          the workloads, one a line
+  bench.py plan --out FILE --reps N --module VARIANT=KO ... [--quick]
+                [--only RX] [--meta KEY=VALUE ...]
+  bench.py guest --plan FILE --rep K --runs FILE   (inside the guest)
+  bench.py report --plan FILE --runs FILE [--json F] [--svg F] [--text F]
+                                               Markdown table on stdout;
+                                               exit 1 if any run failed
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from benchlib import workloads as wl  # noqa: E402
+
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def cmd_list(a):
+    for w in wl.select(wl.matrix(), a.quick, a.only):
+        print(f"{w.id:44} {w.label:36} {w.server.describe()}")
+
+
+def build_id(ko):
+    out = subprocess.run(["readelf", "-n", ko], stdout=subprocess.PIPE, text=True,
+                         check=True).stdout
+    for line in out.splitlines():
+        if "Build ID:" in line:
+            return line.split()[-1]
+    sys.exit(f"bench.py: {ko} has no build-id note")
+
+
+def cmd_plan(a):
+    ws = wl.select(wl.matrix(), a.quick, a.only)
+    if not ws:
+        sys.exit(f"bench.py: no workload matches --only {a.only!r} (see scripts/bench --list)")
+    mods = {}
+    for m in a.module:
+        v, _, ko = m.partition("=")
+        if v not in ("stock", "patched") or not ko:
+            sys.exit(f"bench.py: --module takes stock=KO or patched=KO, not {m!r}")
+        ko = os.path.abspath(ko)
+        mods[v] = {"path": ko, "build_id": build_id(ko)}
+    if set(mods) != {"stock", "patched"}:
+        sys.exit("bench.py: plan needs --module stock=KO and --module patched=KO")
+    meta = dict(kv.split("=", 1) for kv in a.meta)
+    plan = {"top": TOP, "reps": a.reps, "quick": a.quick, "modules": mods, "meta": meta,
+            "workloads": [w.to_dict() for w in ws]}
+    with open(a.out, "w") as f:
+        json.dump(plan, f, indent=1)
+    print(len(ws))
+
+
+def cmd_guest(a):
+    from benchlib import guest
+    return guest.main(["--plan", a.plan, "--rep", str(a.rep), "--runs", a.runs])
+
+
+def cmd_report(a):
+    from benchlib import chart, report
+    with open(a.plan) as f:
+        plan = json.load(f)
+    runs, meta = report.load_runs(a.runs) if os.path.exists(a.runs) else ([], [])
+    res = report.aggregate(plan, runs, meta)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(res, f, indent=1)
+            f.write("\n")
+    if a.text:
+        with open(a.text, "w") as f:
+            f.write(report.text(res))
+    if a.svg:
+        m = plan["meta"]
+        title = (f"fuse.ko stock vs patched: {m.get('kernel', '?')}, {m.get('machine', '')}, "
+                 f"{plan['reps']} rep(s)")
+        chart.svg(res, a.svg, title)
+    sys.stdout.write(report.markdown(res))
+    expected = len(plan["workloads"]) * 3 * plan["reps"]
+    ok = sum(1 for r in runs if r.get("ok"))
+    if res["failures"] or ok != expected:
+        print(f"\nbench: {ok} of {expected} runs succeeded; failed: "
+              + "; ".join(f"{f['workload']} [{f['variant']}] rep {f['rep']}: {f['error']}"
+                          for f in res["failures"][:10]), file=sys.stderr)
+        return 1
+    return 0
+
+
+def main():
+    ap = argparse.ArgumentParser(prog="bench.py", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("list")
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--only")
+    p = sub.add_parser("plan")
+    p.add_argument("--out", required=True)
+    p.add_argument("--reps", type=int, required=True)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--only")
+    p.add_argument("--module", action="append", default=[])
+    p.add_argument("--meta", action="append", default=[])
+    p = sub.add_parser("guest")
+    p.add_argument("--plan", required=True)
+    p.add_argument("--rep", type=int, required=True)
+    p.add_argument("--runs", required=True)
+    p = sub.add_parser("report")
+    p.add_argument("--plan", required=True)
+    p.add_argument("--runs", required=True)
+    p.add_argument("--json")
+    p.add_argument("--svg")
+    p.add_argument("--text")
+    a = ap.parse_args()
+    return {"list": cmd_list, "plan": cmd_plan, "guest": cmd_guest,
+            "report": cmd_report}[a.cmd](a) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,318 @@
+"""The guest side of the benchmark: one repetition of every workload.
+
+For each workload: the raw tmpfs ceiling, then the two modules in turn
+(stock, patched or patched, stock; the order alternates per workload and
+per repetition, so that consecutive workloads share a module and the
+module is reloaded exactly when the variant changes).  Each run gets a
+fresh tmpfs, a freshly laid out file, dropped caches and a new server;
+each writes one JSON line to the runs file as soon as it is done.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+from . import commands, parse
+from .workloads import from_dict
+
+BASE = "/tmp/bench"
+SRC = BASE + "/src"
+MNT = BASE + "/mnt"
+FUSECTL = "/sys/fs/fuse/connections"
+BOOT_OVERHEAD_S = 15          # for the ETA: a guest boot and shutdown
+
+
+class RunError(Exception):
+    pass
+
+
+def sh(*argv, check=True, timeout=60):
+    r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       text=True, timeout=timeout)
+    if check and r.returncode:
+        raise RunError(f"{' '.join(argv)} failed ({r.returncode}): {r.stdout.strip()[-400:]}")
+    return r
+
+
+def mounted(path, fstype_prefix=""):
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            dev, mnt, fstype = line.split()[:3]
+            if mnt == path and fstype.startswith(fstype_prefix):
+                return True
+    return False
+
+
+def fuse_mounts():
+    with open("/proc/self/mounts") as f:
+        return [l.split()[1] for l in f if l.split()[2].startswith("fuse") and
+                l.split()[2] != "fusectl"]
+
+
+def abort_connections():
+    try:
+        conns = os.listdir(FUSECTL)
+    except OSError:
+        return
+    for c in conns:
+        try:
+            with open(os.path.join(FUSECTL, c, "abort"), "w") as f:
+                f.write("1")
+        except OSError:
+            pass
+
+
+def loaded_build_id():
+    try:
+        with open("/sys/module/fuse/notes/.note.gnu.build-id", "rb") as f:
+            return f.read().hex()
+    except OSError:
+        return ""
+
+
+class Modules:
+    """Which fuse.ko is loaded, and swapping it."""
+
+    def __init__(self, modules):
+        self.modules = modules           # variant -> {"path", "build_id"}
+
+    def current(self):
+        got = loaded_build_id()
+        for v, m in self.modules.items():
+            if got and got.endswith(m["build_id"]):
+                return v
+        return None
+
+    def load(self, variant):
+        if self.current() == variant:
+            return
+        left = fuse_mounts()
+        if left:
+            raise RunError(f"cannot reload fuse.ko: FUSE mounts left: {left}")
+        if mounted(FUSECTL):
+            sh("umount", FUSECTL)
+        if os.path.exists("/sys/module/fuse"):
+            sh("rmmod", "fuse")
+        m = self.modules[variant]
+        sh("insmod", m["path"])
+        if self.current() != variant:
+            raise RunError(f"/sys/module/fuse is not {m['path']} after insmod "
+                           f"(build-id {loaded_build_id()}, expected {m['build_id']})")
+        sh("mount", "-t", "fusectl", "fusectl", FUSECTL, check=False)
+
+
+def fresh_backing(w):
+    """A new tmpfs at SRC with the workload's file laid out."""
+    for d in (SRC, MNT):
+        os.makedirs(d, exist_ok=True)
+    if mounted(SRC):
+        sh("umount", SRC)
+    sh("mount", "-t", "tmpfs", "-o", "size=1700m,huge=never", "tmpfs", SRC)
+    mb = commands.file_prep(w)
+    if mb:
+        sh("fallocate", "-l", f"{mb}M", os.path.join(SRC, "file"))
+    sh("sync")
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3")
+
+
+class Server:
+    def __init__(self, top, w, logdir):
+        self.stats_path = os.path.join(BASE, "stats.json")
+        self.log_path = os.path.join(logdir, "server.log")
+        try:
+            os.unlink(self.stats_path)
+        except FileNotFoundError:
+            pass
+        argv = [os.path.join(top, "userspace-server/passthrough"), "-f",
+                *w.server.argv(), "--stats", self.stats_path, SRC, MNT]
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 20
+        while not mounted(MNT, "fuse"):
+            if self.proc.poll() is not None:
+                raise RunError(f"passthrough exited with {self.proc.returncode} before mounting: "
+                               + open(self.log_path).read().strip()[-400:])
+            if time.monotonic() > deadline:
+                self.proc.kill()
+                raise RunError("passthrough did not mount within 20 s")
+            time.sleep(0.05)
+
+    def stop(self):
+        """Unmount, wait for the server, return its stats."""
+        for _ in range(20):
+            if not mounted(MNT, "fuse") or sh("umount", MNT, check=False).returncode == 0:
+                break
+            time.sleep(0.25)
+        else:
+            abort_connections()
+            sh("umount", "-l", MNT, check=False)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise RunError("passthrough did not exit after the unmount")
+        finally:
+            self.log.close()
+        if self.proc.returncode != 0:
+            raise RunError(f"passthrough exited with {self.proc.returncode}: "
+                           + open(self.log_path).read().strip()[-400:])
+        try:
+            with open(self.stats_path) as f:
+                return json.load(f)
+        except (OSError, ValueError) as e:
+            raise RunError(f"no server stats: {e}") from None
+
+
+def run_tool(w, d, top, logdir):
+    argv = commands.argv(w, d, top)
+    t0 = time.monotonic()
+    try:
+        r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True, timeout=w.timeout, cwd=d)
+    except subprocess.TimeoutExpired as e:
+        abort_connections()
+        raise RunError(f"timed out after {w.timeout} s: {' '.join(argv)}") from e
+    wall = time.monotonic() - t0
+    with open(os.path.join(logdir, "tool.log"), "w") as f:
+        f.write(" ".join(argv) + "\n" + r.stdout)
+    if r.returncode:
+        raise RunError(f"{w.tool} exited with {r.returncode}: {r.stdout.strip()[-600:]}")
+    try:
+        res = parse.result(w.tool, r.stdout)
+    except ValueError as e:
+        raise RunError(f"{e}; output: {r.stdout.strip()[-600:]}") from None
+    res["wall"] = round(wall, 3)
+    return res
+
+
+def one_run(w, variant, top, mods, logdir):
+    os.makedirs(logdir, exist_ok=True)
+    fresh_backing(w)
+    if variant == "raw":
+        res = run_tool(w, SRC, top, logdir)
+        res["server"] = None
+    else:
+        mods.load(variant)
+        srv = Server(top, w, logdir)
+        try:
+            res = run_tool(w, MNT, top, logdir)
+        finally:
+            stats = srv.stop()
+        res["server"] = stats
+    sh("umount", SRC)
+    return res
+
+
+def fmt_eta(s):
+    s = int(max(s, 0))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+class Eta:
+    """Remaining time from the durations of earlier runs: the same run in
+    an earlier repetition if there is one, else the mean of all so far."""
+
+    def __init__(self, prior, plan_len, reps, rep):
+        self.by_key = {}
+        self.all = []
+        for r in prior:
+            self.add(r)
+        self.reps, self.rep, self.plan_len = reps, rep, plan_len
+
+    def add(self, r):
+        if r.get("type") == "run":
+            self.by_key.setdefault((r["workload"], r["variant"]), r["duration"])
+            self.all.append(r["duration"])
+
+    def est(self, key):
+        if key in self.by_key:
+            return self.by_key[key]
+        return sum(self.all) / len(self.all) if self.all else 10.0
+
+    def remaining(self, todo_here, all_keys):
+        t = sum(self.est(k) for k in todo_here)
+        later = self.reps - self.rep
+        return t + later * (sum(self.est(k) for k in all_keys) + BOOT_OVERHEAD_S)
+
+
+def order(i, rep):
+    return ("stock", "patched") if (i + rep) % 2 == 0 else ("patched", "stock")
+
+
+def main(argv=None):
+    import argparse
+    ap = argparse.ArgumentParser(description="one repetition of the benchmark, in the guest")
+    ap.add_argument("--plan", required=True)
+    ap.add_argument("--rep", type=int, required=True)
+    ap.add_argument("--runs", required=True, help="JSON lines file to append to")
+    a = ap.parse_args(argv)
+    with open(a.plan) as f:
+        plan = json.load(f)
+    top = plan["top"]
+    reps = plan["reps"]
+    workloads = [from_dict(d) for d in plan["workloads"]]
+    mods = Modules(plan["modules"])
+    prior = []
+    if os.path.exists(a.runs):
+        with open(a.runs) as f:
+            prior = [json.loads(l) for l in f if l.strip()]
+    sched = []
+    for i, w in enumerate(workloads):
+        sched += [(w, "raw")] + [(w, v) for v in order(i, a.rep)]
+    all_keys = [(w.id, v) for w, v in sched]
+    eta = Eta(prior, len(sched), reps, a.rep)
+    total = reps * len(sched)
+    done = (a.rep - 1) * len(sched)
+    logbase = os.path.join(os.path.dirname(os.path.abspath(a.runs)), f"rep{a.rep}")
+    out = open(a.runs, "a")
+
+    def emit(rec):
+        out.write(json.dumps(rec, sort_keys=True) + "\n")
+        out.flush()
+        os.fsync(out.fileno())
+
+    emit({"type": "meta", "rep": a.rep, "uname": os.uname().release,
+          "cpus": os.cpu_count(), "mem_kb": int(open("/proc/meminfo").readline().split()[1]),
+          "fio": sh("fio", "--version").stdout.strip(), "time": time.time()})
+    failed = 0
+    for n, (w, variant) in enumerate(sched):
+        t0 = time.monotonic()
+        rec = {"type": "run", "rep": a.rep, "workload": w.id, "variant": variant,
+               "seq": n, "time": time.time()}
+        try:
+            res = one_run(w, variant, top, mods, os.path.join(logbase, f"{n:03d}-{w.id}-{variant}"))
+            mbps = res["bytes"] / parse.MIB / res["seconds"]
+            rec.update(ok=True, mbps=round(mbps, 2), iops=round(res["ios"] / res["seconds"], 1),
+                       bytes=res["bytes"], seconds=res["seconds"], wall=res["wall"],
+                       server=res["server"])
+        except (RunError, OSError, subprocess.SubprocessError) as e:
+            failed += 1
+            rec.update(ok=False, error=str(e))
+            # leave a clean state for the next run
+            abort_connections()
+            for m in fuse_mounts():
+                sh("umount", "-l", m, check=False)
+            if mounted(SRC):
+                sh("umount", "-l", SRC, check=False)
+        rec["duration"] = round(time.monotonic() - t0, 2)
+        emit(rec)
+        eta.add(rec)
+        done += 1
+        rem = eta.remaining(all_keys[n + 1:], all_keys)
+        if rec["ok"]:
+            inflight = rec["server"]["max_inflight"] if rec["server"] else "-"
+            what = f"{rec['mbps']:.1f} MB/s {rec['iops']:.0f} IOPS, max_inflight {inflight}"
+        else:
+            what = "FAILED: " + rec["error"][:300]
+        print(f"bench-progress: rep {a.rep}/{reps} run {done}/{total} {w.id} [{variant}] "
+              f"{what} ({rec['duration']:.1f} s) ETA {fmt_eta(rem)}", flush=True)
+    out.close()
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""Runs (JSON lines written by the guests) -> per-workload statistics,
+the results JSON, the Markdown table and the plain-text table of the
+cover letter."""
+
+import json
+import statistics
+
+from .workloads import from_dict
+from . import commands
+
+VARIANTS = ("stock", "patched", "raw")
+
+
+def load_runs(path):
+    runs, meta = [], []
+    with open(path) as f:
+        for line in f:
+            if not line.strip():
+                continue
+            r = json.loads(line)
+            (meta if r.get("type") == "meta" else runs).append(r)
+    return runs, meta
+
+
+def summary(values):
+    if not values:
+        return None
+    return {"median": round(statistics.median(values), 2), "min": min(values),
+            "max": max(values), "n": len(values), "values": values}
+
+
+def aggregate(plan, runs, meta):
+    out = []
+    failures = [r for r in runs if not r.get("ok")]
+    for d in plan["workloads"]:
+        w = from_dict(d)
+        e = {"id": w.id, "group": w.group, "label": w.label, "tool": w.tool,
+             "server": w.server.describe(), "server_argv": w.server.argv(),
+             "command": " ".join(commands.argv(w, "MNT", "."))}
+        for v in VARIANTS:
+            ok = [r for r in runs if r["workload"] == w.id and r["variant"] == v and r.get("ok")]
+            ok.sort(key=lambda r: r["rep"])
+            e[v] = {
+                "mbps": summary([r["mbps"] for r in ok]),
+                "iops": summary([r["iops"] for r in ok]),
+                "reps": [r["rep"] for r in ok],
+                "failed": sum(1 for r in failures if r["workload"] == w.id and r["variant"] == v),
+            }
+            if v != "raw":
+                e[v]["max_inflight"] = [r["server"]["max_inflight"] for r in ok]
+                e[v]["max_inflight_median"] = (statistics.median(e[v]["max_inflight"])
+                                               if ok else None)
+        s, p = e["stock"]["mbps"], e["patched"]["mbps"]
+        e["ratio"] = round(p["median"] / s["median"], 3) if s and p and s["median"] else None
+        # per repetition (paired A/B in the same guest): spread of the ratio
+        pairs = []
+        for rep in sorted(set(e["stock"]["reps"]) & set(e["patched"]["reps"])):
+            sv = next(r["mbps"] for r in runs if r["workload"] == w.id and r["variant"] == "stock"
+                      and r["rep"] == rep and r.get("ok"))
+            pv = next(r["mbps"] for r in runs if r["workload"] == w.id and r["variant"] == "patched"
+                      and r["rep"] == rep and r.get("ok"))
+            if sv:
+                pairs.append(round(pv / sv, 3))
+        e["ratio_per_rep"] = pairs
+        out.append(e)
+    return {"meta": {**plan["meta"], "guest": meta[0] if meta else None,
+                     "reps": plan["reps"], "quick": plan["quick"]},
+            "workloads": out,
+            "failures": [{k: r.get(k) for k in ("rep", "workload", "variant", "error")}
+                         for r in failures]}
+
+
+def _num(x):
+    if x is None:
+        return "-"
+    return f"{x:.0f}" if x >= 100 else f"{x:.1f}" if x >= 10 else f"{x:.2f}"
+
+
+def _mm(s):
+    """median (min-max)"""
+    if not s:
+        return "FAIL"
+    if s["n"] == 1:
+        return _num(s["median"])
+    return f"{_num(s['median'])} ({_num(s['min'])}-{_num(s['max'])})"
+
+
+def _inflight(e):
+    a, b = e["stock"].get("max_inflight_median"), e["patched"].get("max_inflight_median")
+    return f"{'-' if a is None else f'{a:g}'} / {'-' if b is None else f'{b:g}'}"
+
+
+def _iops(e):
+    a, b = e["stock"]["iops"], e["patched"]["iops"]
+    return f"{_num(a['median']) if a else '-'} / {_num(b['median']) if b else '-'}"
+
+
+def markdown(res):
+    lines = []
+    group = None
+    head = ("| workload | stock MB/s | patched MB/s | patched/stock | IOPS stock / patched "
+            "| max in flight stock / patched | tmpfs MB/s |")
+    for e in res["workloads"]:
+        if e["group"] != group:
+            group = e["group"]
+            lines += ["", f"**{group}**", "", head, "|---|--:|--:|--:|--:|--:|--:|"]
+        ratio = f"{e['ratio']:.2f}" if e["ratio"] else "-"
+        lines.append(f"| {e['label']} | {_mm(e['stock']['mbps'])} | {_mm(e['patched']['mbps'])} "
+                     f"| **{ratio}** | {_iops(e)} | {_inflight(e)} "
+                     f"| {_num(e['raw']['mbps']['median']) if e['raw']['mbps'] else 'FAIL'} |")
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def text(res, width=40):
+    """Fixed-width table for the cover letter: original / patched."""
+    lines = []
+    group = None
+    for e in res["workloads"]:
+        if e["group"] != group:
+            group = e["group"]
+            lines += ["", f"{group}:",
+                      f"  {'':{width}} {'original / patched':>21}  ratio  in flight"]
+        s, p = e["stock"]["mbps"], e["patched"]["mbps"]
+        sp = f"{_num(s['median']) if s else 'FAIL':>9} / {_num(p['median']) if p else 'FAIL':<9}"
+        ratio = f"{e['ratio']:.2f}" if e["ratio"] else "-"
+        lines.append(f"  {e['label']:{width}} {sp}  {ratio:>5}  {_inflight(e)}")
+    return "\n".join(lines).lstrip("\n") + "\n"

@@ -1,0 +1,198 @@
+"""The benchmark matrix: what runs, on which server, in which order.
+
+A workload is one command (dd, aio-stress or fio) on one server
+configuration.  Each is run on the stock and the patched fuse.ko and,
+for the ceiling, straight on the backing tmpfs.  The matrix is a chosen
+subset of the full product (see bench/README.md for why each is there);
+QUICK marks the few that `make bench QUICK=1` runs.
+"""
+
+from dataclasses import asdict, dataclass, field, replace
+
+MIB = 1 << 20
+
+
+@dataclass(frozen=True)
+class Server:
+    """userspace-server/passthrough options."""
+    threads: int = 4
+    clone_fd: bool = False
+    direct_io: bool = False          # FOPEN_DIRECT_IO
+    latency_us: int = 0
+    max_pages: int = 32              # 128 KiB requests, the 2012 default
+    max_background: int = 0          # 0: the kernel's default (12)
+
+    def argv(self):
+        a = ["--threads", str(self.threads), "--max-pages", str(self.max_pages)]
+        if self.clone_fd:
+            a.append("--clone-fd")
+        if self.direct_io:
+            a.append("--direct-io")
+        if self.latency_us:
+            a += ["--latency-us", str(self.latency_us)]
+        if self.max_background:
+            a += ["--max-background", str(self.max_background)]
+        return a
+
+    def describe(self):
+        parts = ["FOPEN_DIRECT_IO" if self.direct_io else "normal files"]
+        parts.append(f"lat {self.latency_us} us" if self.latency_us else "tmpfs")
+        parts.append(f"{self.threads} thr" + (" clone-fd" if self.clone_fd else ""))
+        if self.max_pages != 32:
+            parts.append(f"max_pages {self.max_pages}")
+        if self.max_background:
+            parts.append(f"max_bg {self.max_background}")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class Workload:
+    id: str                  # unique, stable: results are keyed by it
+    group: str               # table section
+    label: str               # short row name
+    tool: str                # dd | aio-stress | fio
+    op: str                  # read | write | randread | randwrite
+    server: Server = field(default_factory=Server)
+    odirect: bool = True     # O_DIRECT (dd iflag/oflag, aio-stress -O, fio direct=1)
+    size_mb: int = 512       # dd: bs 2M * count; aio-stress -s; fio: file size
+    # fio only
+    engine: str = ""         # libaio | io_uring
+    bs: str = ""
+    iodepth: int = 1
+    numjobs: int = 1
+    extend: bool = False     # write to an empty file: every write extends it
+    runtime: int = 3
+    quick: bool = False
+    timeout: int = 240       # seconds, per run
+
+    def to_dict(self):
+        d = asdict(self)
+        d["server_desc"] = self.server.describe()
+        d["server_argv"] = self.server.argv()
+        return d
+
+
+TMPFS = Server()
+DIO = Server(direct_io=True)
+LAT1 = Server(latency_us=1000)
+DIO_LAT1 = Server(direct_io=True, latency_us=1000)
+DIO_LAT10 = Server(direct_io=True, latency_us=10000)
+
+
+def _2012(prefix, group, server, size_mb=512, odirect=True, which="dd-read dd-write aio-read aio-write",
+          quick=()):
+    """The four commands of the 2012 cover letter (dd bs=2M, aio-stress
+    -s 512 -a 4 -b 1 -c 1), 512 MiB unless size_mb says otherwise."""
+    out = []
+    for name in which.split():
+        tool, op = name.split("-")
+        tool = "aio-stress" if tool == "aio" else "dd"
+        label = ("dd" if tool == "dd" else "aio-stress") + " " + op
+        if not odirect:
+            label += " (no O_DIRECT)"
+        out.append(Workload(id=f"{prefix}-{name}", group=group, label=label,
+                            tool=tool, op=op, server=server, odirect=odirect,
+                            size_mb=size_mb, quick=name in quick))
+    return out
+
+
+def _fio(engine, op, bs, iodepth, numjobs=1, server=DIO_LAT1, odirect=None,
+         extend=False, group=None, quick=False, size_mb=512):
+    if odirect is None:
+        # FOPEN_DIRECT_IO files are normally opened without O_DIRECT
+        # (the server chose direct IO); normal files need it.
+        odirect = not server.direct_io
+    short = {"read": "r", "write": "w", "randread": "rr", "randwrite": "rw"}[op]
+    wid = (f"fio-{'uring' if engine == 'io_uring' else 'aio'}-{short}-{bs}-qd{iodepth}-j{numjobs}"
+           + ("-ext" if extend else "")
+           + ("-dio" if server.direct_io else "-file")
+           + (f"-lat{server.latency_us}" if server.latency_us else "-tmpfs"))
+    label = (f"{engine} {op} {bs} qd{iodepth}" + (f" x{numjobs}" if numjobs > 1 else "")
+             + (" extending" if extend else "") + ("" if odirect else " (no O_DIRECT)"))
+    if group is None:
+        group = "fio, " + server.describe()
+    if extend:
+        size_mb = 768 // numjobs     # per job; stops at runtime or size
+    return Workload(id=wid, group=group, label=label, tool="fio", op=op,
+                    server=server, odirect=odirect, engine=engine, bs=bs,
+                    iodepth=iodepth, numjobs=numjobs, extend=extend,
+                    size_mb=size_mb, quick=quick)
+
+
+def _threads(base, server, what):
+    """base with another server thread configuration."""
+    tag = f"t{server.threads}" + ("c" if server.clone_fd else "")
+    return replace(base, id=f"{base.id}-{tag}", server=server,
+                   group="server threads: " + what,
+                   label=f"{base.label}, {server.threads} thr" + (" clone-fd" if server.clone_fd else ""),
+                   quick=False)
+
+
+def matrix():
+    w = []
+    # 1. the 2012 commands, exactly, on normal files (no FOPEN_DIRECT_IO)
+    w += _2012("2012", "2012 commands, normal files, tmpfs", TMPFS, quick=("aio-write",))
+    # 2. the same on FOPEN_DIRECT_IO files: sync dd is serial in 6.12
+    w += _2012("dio", "2012 commands, FOPEN_DIRECT_IO, tmpfs", DIO, quick=("dd-read",))
+    #    FOPEN_DIRECT_IO files opened without O_DIRECT (the usual case)
+    w += _2012("dio-buf", "2012 commands without O_DIRECT, FOPEN_DIRECT_IO, tmpfs", DIO,
+               odirect=False, which="aio-read aio-write")
+    # 4. latency backend (network storage stand-in), 128 MiB
+    w += _2012("lat1k", "2012 commands (128 MiB), normal files, lat 1000 us", LAT1,
+               size_mb=128, which="dd-read aio-write")
+    w += _2012("dio-lat1k", "2012 commands (128 MiB), FOPEN_DIRECT_IO, lat 1000 us", DIO_LAT1,
+               size_mb=128, which="dd-read dd-write aio-read", quick=("dd-write",))
+    w += _2012("dio-buf-lat1k", "2012 commands (128 MiB) without O_DIRECT, FOPEN_DIRECT_IO, lat 1000 us",
+               DIO_LAT1, size_mb=128, odirect=False)
+    w += _2012("dio-lat10k", "2012 commands (32 MiB), FOPEN_DIRECT_IO, lat 10000 us", DIO_LAT10,
+               size_mb=32, which="dd-read dd-write")
+    # 3. fio, libaio and io_uring
+    w += [
+        _fio("libaio", "randread", "4k", 32, quick=True),
+        _fio("libaio", "randwrite", "4k", 32),
+        _fio("io_uring", "randread", "4k", 32),
+        _fio("io_uring", "randwrite", "4k", 32),
+        _fio("libaio", "randread", "4k", 1, numjobs=4),
+        _fio("libaio", "read", "1M", 1),
+        _fio("libaio", "write", "1M", 1),
+        _fio("io_uring", "read", "1M", 32, numjobs=4),
+        _fio("libaio", "write", "1M", 32, extend=True),
+        _fio("io_uring", "write", "1M", 32, numjobs=4, extend=True, quick=True),
+        _fio("libaio", "randread", "4k", 32, server=DIO),
+        _fio("libaio", "read", "1M", 32, numjobs=4, server=DIO),
+        _fio("io_uring", "randwrite", "4k", 32, numjobs=4, server=DIO),
+        _fio("libaio", "randread", "4k", 32, server=LAT1),
+        _fio("libaio", "write", "1M", 32, server=LAT1, extend=True),
+    ]
+    # 4. server threads 1 / 4 / 8, with and without --clone-fd
+    dd = next(x for x in w if x.id == "dio-dd-read")
+    w += [_threads(dd, replace(DIO, threads=t, clone_fd=c), "sync dd read, FOPEN_DIRECT_IO, tmpfs")
+          for t, c in ((1, False), (8, False), (4, True), (8, True))]
+    rr = next(x for x in w if x.id == "fio-aio-rr-4k-qd32-j1-dio-lat1000")
+    w += [_threads(rr, replace(DIO_LAT1, threads=t, clone_fd=c),
+                   "libaio randread 4k qd32, FOPEN_DIRECT_IO, lat 1000 us")
+          for t, c in ((1, False), (8, True))]
+    ids = [x.id for x in w]
+    dup = {i for i in ids if ids.count(i) > 1}
+    assert not dup, f"duplicate workload ids: {dup}"
+    return w
+
+
+def from_dict(d):
+    """A Workload back from Workload.to_dict() (the plan file)."""
+    d = dict(d)
+    d.pop("server_desc", None)
+    d.pop("server_argv", None)
+    d["server"] = Server(**d["server"])
+    return Workload(**d)
+
+
+def select(workloads, quick=False, only=None):
+    """The workloads to run: QUICK ones, and/or those whose id matches the
+    regular expression only."""
+    import re
+    out = [w for w in workloads if w.quick or not quick]
+    if only:
+        rx = re.compile(only)
+        out = [w for w in out if rx.search(w.id)]
+    return out
