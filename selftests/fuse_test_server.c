@@ -777,6 +777,21 @@ static void handle(struct fts *s, unsigned char *req, size_t len)
 		s->shm->st.last_release_fh = ri->fh;
 		s->shm->st.last_release_ns = now_ns();
 	}
+	/* likewise, for fts_wait_ops(FUSE_SETATTR) */
+	if (ih->opcode == FUSE_SETATTR &&
+	    len >= sizeof(*ih) + sizeof(struct fuse_setattr_in)) {
+		const struct fuse_setattr_in *sa = (const void *)(ih + 1);
+
+		if (sa->valid & FATTR_SIZE) {
+			struct fts_stats *st = &s->shm->st;
+
+			st->last_setattr_size = sa->size;
+			st->last_setattr_size_ns = now_ns();
+			if (!st->setattr_sizes++)
+				st->first_setattr_size_ns =
+					st->last_setattr_size_ns;
+		}
+	}
 	pthread_cond_broadcast(&s->shm->cond);
 	unlock(s);
 

@@ -193,6 +193,10 @@ struct fts_stats {
 	uint32_t last_open_flags;	/* and its FOPEN_* flags */
 	uint64_t last_release_fh;	/* fh of the last RELEASE received, */
 	uint64_t last_release_ns;	/* when (CLOCK_MONOTONIC), 0: none */
+	unsigned int setattr_sizes;	/* SETATTR with FATTR_SIZE received */
+	uint64_t last_setattr_size;	/* size of the last one, */
+	uint64_t first_setattr_size_ns;	/* when the first one arrived, */
+	uint64_t last_setattr_size_ns;	/* and the last (CLOCK_MONOTONIC) */
 };
 
 struct fts;

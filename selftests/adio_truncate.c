@@ -1,0 +1,133 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * adio_truncate: truncate while async direct writes are with the server.
+ *
+ *  - gap_truncate_waits_for_aio_writes: 4 libaio O_DIRECT writes of
+ *    128 KiB within a 1 MiB normal file, held by the server for 400 ms;
+ *    meanwhile a thread truncates the file to 128 KiB.  The SETATTR(size)
+ *    must reach the server only after all 4 WRITEs were answered, the
+ *    ftruncate() must still be waiting 100 ms after it started, and the
+ *    file must end at 128 KiB (the WRITEs beyond it came first).  The stock
+ *    module does not count async direct IO in flight: SETATTR goes out at
+ *    once, and the held WRITEs answered after it grow the file back.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <libaio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kselftest_harness.h"
+#include "fuse_test_server.h"
+#include "adio_common.h"
+
+#define CH	FDIO_CHUNK
+#define SZ	(8 * CH)
+#define NW	4
+#define CUT	CH
+
+FIXTURE(trunc) {
+	struct fts *srv;
+	struct fts_config cfg;
+	io_context_t ctx;
+	int fd;
+	void *buf;
+};
+
+FIXTURE_SETUP(trunc)
+{
+	void *old;
+
+	self->fd = -1;
+	self->ctx = 0;
+	adio_config(&self->cfg);
+	adio_hold(&self->cfg.policy, FUSE_WRITE, 400);
+	ASSERT_EQ(0, posix_memalign(&self->buf, 4096, SZ));
+	old = malloc(SZ);
+	ASSERT_NE(NULL, old);
+	fts_fill_pattern(old, SZ, 0, 61);
+	fts_fill_pattern(self->buf, SZ, 0, 62);
+	ASSERT_EQ(0, io_setup(16, &self->ctx));
+	ASSERT_EQ(0, fts_start(&self->cfg, &self->srv));
+	ASSERT_EQ(0, fts_set_data(self->srv, old, SZ));
+	free(old);
+	self->fd = open(fts_file(self->srv), O_RDWR | O_DIRECT);
+	ASSERT_LE(0, self->fd);
+	ASSERT_EQ(SZ, adio_size(fts_file(self->srv)));
+	fts_reset(self->srv);
+}
+
+FIXTURE_TEARDOWN(trunc)
+{
+	if (self->fd >= 0)
+		close(self->fd);
+	if (self->ctx)
+		io_destroy(self->ctx);
+	fts_stop(self->srv);
+	free(self->buf);
+}
+
+static int trunc_fd;
+
+static long do_truncate(void *arg)
+{
+	return ftruncate(trunc_fd, CUT);
+}
+
+TEST_F_TIMEOUT(trunc, gap_truncate_waits_for_aio_writes, 30)
+{
+	struct iocb cbs[NW];
+	void *bufs[NW];
+	off_t off[NW];
+	long res[NW];
+	struct fts_stats st;
+	struct fts_io *ios = NULL;
+	struct fdio_call c;
+	uint64_t ms, first, last;
+	bool waited;
+	size_t n;
+	int i, bad;
+
+	for (i = 0; i < NW; i++) {
+		off[i] = 2 * CH + (off_t)i * CH;
+		bufs[i] = (char *)self->buf + off[i];
+	}
+	ASSERT_EQ(NW, adio_submit(self->ctx, cbs, NW, self->fd, bufs, CH, off,
+				  true, &ms));
+	ASSERT_EQ(0, fts_wait_outstanding(self->srv, NW, 2000));
+
+	trunc_fd = self->fd;
+	ASSERT_EQ(0, fdio_call_start(&c, do_truncate, NULL));
+	fdio_sleep_ms(100);
+	waited = !fdio_call_done(&c);
+	ASSERT_TRUE(fdio_call_join(&c, 5000));
+	EXPECT_EQ(0, c.ret) TH_LOG("ftruncate: %s", strerror(c.err));
+	EXPECT_TRUE(waited) TH_LOG("ftruncate returned while WRITEs were held");
+
+	ASSERT_EQ(NW, adio_reap(self->ctx, NW, res, 10000));
+	bad = adio_first_not(res, NW, CH);
+	EXPECT_EQ(-1, bad) TH_LOG("write %d: %ld", bad, res[bad < 0 ? 0 : bad]);
+
+	fts_get_stats(self->srv, &st);
+	n = fts_get_ios(self->srv, &ios);
+	fdio_reply_span(ios, n, FUSE_WRITE, &first, &last);
+	free(ios);
+	TH_LOG("io_submit %llu ms; SETATTR(size) %u, size %llu, %+lld ms after the last WRITE answer",
+	       (unsigned long long)ms, st.setattr_sizes,
+	       (unsigned long long)st.last_setattr_size,
+	       ((long long)st.first_setattr_size_ns - (long long)last) /
+	       1000000);
+	ASSERT_EQ(1U, st.setattr_sizes);
+	EXPECT_EQ((uint64_t)CUT, st.last_setattr_size);
+	EXPECT_NE(0ULL, last);
+	EXPECT_GT(st.first_setattr_size_ns, last)
+		TH_LOG("SETATTR reached the server before the WRITEs were answered");
+	EXPECT_EQ((size_t)CUT, fts_data_len(self->srv));
+	EXPECT_EQ(CUT, adio_size(fts_file(self->srv)));
+}
+
+TEST_HARNESS_MAIN
