@@ -5,17 +5,22 @@
  *
  *  - gap_extending_writes_do_not_wait: 8 writes of 128 KiB at increasing
  *    offsets past EOF in one io_submit(), the server holds the WRITEs for
- *    300 ms.  io_submit() must return before the server answers anything,
+ *    1 s.  io_submit() must return before the server answers anything,
  *    the server must have all 8 at once, and once they completed the file
  *    ends at the furthest end with the data in place.  The stock module
  *    makes each extending write blocking: io_submit() returns after 8 x
- *    300 ms and the server sees one WRITE at a time.
+ *    1 s and the server sees one WRITE at a time.
  *  - failed_last_extending_write_truncated: the same 8 writes, the server
  *    fails the last one (highest offset) with EIO and answers the held
  *    batch in reverse order.  Its event is -EIO, the others succeed, a
  *    SETATTR(size) to the end of the 7th write reaches the server and the
  *    file ends there.  (Same outcome on stock, where the writes go one at a
  *    time: a plain case.)
+ *  - failed_first_extending_write_keeps_later: 20 rounds of the 8 writes,
+ *    the server fails the first (lowest offset) one and answers all 8 at once in arrival order.  The failed
+ *    write's truncate must wait for the 7 others and so keep the file at
+ *    the furthest end they wrote, in the kernel and at the server.  Stresses the window between the end of the
+ *    in-flight count and the i_size update of the last write.
  *  - failed_extending_write_prefix_truncated: one 512 KiB extending write
  *    (4 WRITEs), the server fails the 2nd.  The WRITEs after it store data
  *    past the failure; the event reports the written prefix (or -EIO), and
@@ -114,6 +119,18 @@ static void check_data(struct __test_metadata *_metadata,
 	}
 }
 
+/* Policy hook: fail the WRITE at file offset *(uint64_t *)arg with EIO. */
+static void fail_at(void *arg, const struct fts_io *io,
+		    struct fts_action *action)
+{
+	if (io->opcode == FUSE_WRITE && io->offset == *(uint64_t *)arg) {
+		action->act = FTS_ACT_FAIL;
+		action->err = EIO;
+	}
+}
+
+static uint64_t fail_off;	/* copied into the server at fork */
+
 /* NW writes of CH at OLD + i * CH, one io_submit(). */
 static long submit_nw(FIXTURE_DATA(ext) *self, uint64_t *ms)
 {
@@ -138,7 +155,7 @@ TEST_F_TIMEOUT(ext, gap_extending_writes_do_not_wait, 60)
 	long ret;
 	int bad;
 
-	adio_hold(&self->cfg.policy, FUSE_WRITE, 300);
+	adio_hold(&self->cfg.policy, FUSE_WRITE, 1000);
 	start(_metadata, self, 0);
 
 	ret = submit_nw(self, &ms);
@@ -146,7 +163,8 @@ TEST_F_TIMEOUT(ext, gap_extending_writes_do_not_wait, 60)
 	TH_LOG("io_submit of %d extending writes: %ld in %llu ms, %u WRITEs answered by then",
 	       NW, ret, (unsigned long long)ms, st.writes - st.outstanding);
 	ASSERT_EQ(NW, ret);
-	EXPECT_LT(ms, 300ULL) TH_LOG("io_submit waited for the server");
+	EXPECT_EQ(st.writes, st.outstanding)
+		TH_LOG("io_submit waited for the server's answers");
 	EXPECT_EQ(0, fts_wait_outstanding(self->srv, NW, 2000));
 
 	ASSERT_EQ(NW, adio_reap(self->ctx, NW, res, 10000));
@@ -170,8 +188,9 @@ TEST_F_TIMEOUT(ext, failed_last_extending_write_truncated, 60)
 
 	adio_hold(&self->cfg.policy, FUSE_WRITE, 150);
 	self->cfg.policy.order = FTS_ORDER_REVERSE;
-	self->cfg.policy.rules[0] = (struct fts_rule){
-		FUSE_WRITE, NW, { FTS_ACT_FAIL, EIO, 0, 0 } };
+	fail_off = OLD + (NW - 1) * CH;
+	self->cfg.policy.hook = fail_at;
+	self->cfg.policy.hook_arg = &fail_off;
 	start(_metadata, self, 0);
 
 	ASSERT_EQ(NW, submit_nw(self, &ms));
@@ -187,6 +206,54 @@ TEST_F_TIMEOUT(ext, failed_last_extending_write_truncated, 60)
 	EXPECT_EQ((uint64_t)OLD + (NW - 1) * CH, st.last_setattr_size);
 	EXPECT_EQ(OLD + (NW - 1) * CH, adio_size(fts_file(self->srv)));
 	check_data(_metadata, self, OLD + (NW - 1) * CH);
+}
+
+#define ROUNDS	20
+
+TEST_F_TIMEOUT(ext, failed_first_extending_write_keeps_later, 120)
+{
+	struct fts_stats st;
+	long res[NW];
+	uint64_t ms;
+	long long size, want;
+	int r, i, nfail, lost = 0;
+
+	self->cfg.policy.hold_count = NW;
+	self->cfg.policy.hold_timeout_ms = 50;
+	self->cfg.policy.hold_opcode = FUSE_WRITE;
+	fail_off = OLD;
+	self->cfg.policy.hook = fail_at;
+	self->cfg.policy.hook_arg = &fail_off;
+	start(_metadata, self, 0);
+
+	for (r = 0; r < ROUNDS; r++) {
+		ASSERT_EQ(NW, submit_nw(self, &ms));
+		ASSERT_EQ(NW, adio_reap(self->ctx, NW, res, 10000));
+		for (i = 0, nfail = 0, want = OLD; i < NW; i++) {
+			if (res[i] == -EIO)
+				nfail++;
+			else if (res[i] == CH)
+				want = OLD + (long long)(i + 1) * CH;
+		}
+		EXPECT_EQ(1, nfail) TH_LOG("round %d: %ld %ld %ld %ld %ld %ld %ld %ld",
+					   r, res[0], res[1], res[2], res[3],
+					   res[4], res[5], res[6], res[7]);
+		fts_get_stats(self->srv, &st);
+		size = adio_size(fts_file(self->srv));
+		if (size != want || (long long)fts_data_len(self->srv) != want) {
+			TH_LOG("round %d: %u SETATTR(size), last %llu; size %lld, server data %zu; want %lld",
+			       r, st.setattr_sizes,
+			       (unsigned long long)st.last_setattr_size, size,
+			       fts_data_len(self->srv), want);
+			lost++;
+		}
+		/* back to the old size for the next round */
+		ASSERT_EQ(0, ftruncate(self->fd, OLD));
+		ASSERT_EQ((size_t)OLD, fts_data_len(self->srv));
+		fts_reset(self->srv);
+	}
+	EXPECT_EQ(0, lost) TH_LOG("%d of %d rounds cut a completed write off",
+				  lost, ROUNDS);
 }
 
 /* One BIG extending write at OLD; the server fails its nth WRITE. */
