@@ -256,7 +256,8 @@ TEST_F_TIMEOUT(ext, failed_first_extending_write_keeps_later, 120)
 				  lost, ROUNDS);
 }
 
-/* One BIG extending write at OLD; the server fails its nth WRITE. */
+/* One BIG extending write at OLD; the server fails its nth WRITE (by
+ * offset: the WRITEs may arrive in any order). */
 static void big_fail(struct __test_metadata *_metadata,
 		     FIXTURE_DATA(ext) *self, unsigned int nth)
 {
@@ -267,8 +268,9 @@ static void big_fail(struct __test_metadata *_metadata,
 	uint64_t ms;
 	long res[1], want;
 
-	self->cfg.policy.rules[0] = (struct fts_rule){
-		FUSE_WRITE, nth, { FTS_ACT_FAIL, EIO, 0, 0 } };
+	fail_off = OLD + (uint64_t)(nth - 1) * CH;
+	self->cfg.policy.hook = fail_at;
+	self->cfg.policy.hook_arg = &fail_off;
 	start(_metadata, self, 0);
 
 	ASSERT_EQ(1, adio_submit(self->ctx, &cb, 1, self->fd, bufs, BIG, off,
