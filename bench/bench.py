@@ -5,7 +5,7 @@
   bench.py plan --out FILE --reps N --module VARIANT=KO ... [--quick]
                 [--only RX] [--meta KEY=VALUE ...]
   bench.py guest --plan FILE --rep K --runs FILE   (inside the guest)
-  bench.py report --plan FILE --runs FILE [--json F] [--svg F] [--text F]
+  bench.py report --plan FILE --runs FILE [--json F] [--png F] [--text F]
                                                Markdown table on stdout;
                                                exit 1 if any run failed
 """
@@ -76,11 +76,11 @@ def cmd_report(a):
     if a.text:
         with open(a.text, "w") as f:
             f.write(report.text(res))
-    if a.svg:
+    if a.png:
         m = plan["meta"]
         title = (f"fuse.ko stock vs patched: {m.get('kernel', '?')}, {m.get('machine', '')}, "
                  f"{plan['reps']} rep(s)")
-        chart.svg(res, a.svg, title)
+        chart.png(res, a.png, title)
     sys.stdout.write(report.markdown(res))
     expected = len(plan["workloads"]) * 3 * plan["reps"]
     ok = sum(1 for r in runs if r.get("ok"))
@@ -114,7 +114,7 @@ def main():
     p.add_argument("--plan", required=True)
     p.add_argument("--runs", required=True)
     p.add_argument("--json")
-    p.add_argument("--svg")
+    p.add_argument("--png")
     p.add_argument("--text")
     a = ap.parse_args()
     return {"list": cmd_list, "plan": cmd_plan, "guest": cmd_guest,

@@ -1,4 +1,4 @@
-"""SVG chart of the results with gnuplot: MB/s of stock and patched
+"""PNG chart of the results with gnuplot: MB/s of stock and patched
 (median, min-max bars) and the tmpfs ceiling per workload, log scale, and
 below it the patched/stock ratio."""
 
@@ -16,7 +16,7 @@ def _row(i, e):
                                       e["ratio"] if e["ratio"] else "NaN", f'"{e["id"]}"'))
 
 
-def svg(res, path, title):
+def png(res, path, title):
     ws = res["workloads"]
     n = len(ws)
     with tempfile.TemporaryDirectory() as tmp:
@@ -24,11 +24,11 @@ def svg(res, path, title):
         with open(data, "w") as f:
             for i, e in enumerate(ws):
                 f.write(_row(i, e) + "\n")
-        width = max(900, 34 * n + 160)
+        width = max(1000, 30 * n + 200)
         script = f"""
-set terminal svg size {width},900 dynamic font "sans,11" background rgb "white"
+set terminal pngcairo size {width},1000 font "sans,10" background rgb "white" noenhanced
 set output "{path}"
-set multiplot layout 2,1 title "{title}"
+set multiplot layout 2,1 title "{title}" font ",12"
 set lmargin 10
 set rmargin 2
 set xrange [-0.7:{n - 0.3}]
@@ -41,15 +41,15 @@ set ylabel "MB/s (median, min-max)"
 set format x ""
 set xtics 1
 set bmargin 1
-plot "{data}" using ($1-0.18):2:3:4 with boxerrorbars lc rgb "#8c8c8c" title "stock", \\
-     "" using ($1+0.18):5:6:7 with boxerrorbars lc rgb "#1f6fb4" title "patched", \\
+plot "{data}" using ($1-0.18):2:3:4:(0.175) with boxerrorbars lc rgb "#8c8c8c" title "stock", \\
+     "" using ($1+0.18):5:6:7:(0.175) with boxerrorbars lc rgb "#1f6fb4" title "patched", \\
      "" using 1:8 with points pt 7 ps 0.6 lc rgb "#d62728" title "tmpfs (ceiling)"
 unset logscale y
 set logscale y 2
 set ylabel "patched / stock"
 set format x "%s"
-set xtics rotate by -50 left font ",9"
-set bmargin 16
+set xtics rotate by 60 right font ",9" nomirror
+set bmargin 18
 set boxwidth 0.6
 set key off
 plot "{data}" using 1:9:xtic(10) with boxes lc rgb "#1f6fb4", \\
