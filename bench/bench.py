@@ -76,20 +76,30 @@ def cmd_report(a):
     if a.text:
         with open(a.text, "w") as f:
             f.write(report.text(res))
-    if a.png:
+    rc = 0
+    ok = sum(1 for r in runs if r.get("ok"))
+    if a.png and ok:
         m = plan["meta"]
         title = (f"fuse.ko stock vs patched: {m.get('kernel', '?')}, {m.get('machine', '')}, "
                  f"{plan['reps']} rep(s)")
-        chart.png(res, a.png, title)
+        try:
+            chart.png(res, a.png, title)
+        except (OSError, RuntimeError) as e:
+            print(f"bench: no chart: {e}", file=sys.stderr)
+            rc = 1
+    elif a.png:
+        print("bench: no chart: no run succeeded", file=sys.stderr)
     sys.stdout.write(report.markdown(res))
     expected = len(plan["workloads"]) * 3 * plan["reps"]
-    ok = sum(1 for r in runs if r.get("ok"))
     if res["failures"] or ok != expected:
         print(f"\nbench: {ok} of {expected} runs succeeded; failed: "
+              + ("" if runs else "none recorded (did the guests start?)")
               + "; ".join(f"{f['workload']} [{f['variant']}] rep {f['rep']}: {f['error']}"
                           for f in res["failures"][:10]), file=sys.stderr)
-        return 1
-    return 0
+        rc = 1
+    # the summary line make check adds up (a run is one test)
+    print(f"\n{ok} passed, {expected - ok} failed")
+    return rc
 
 
 def main():
