@@ -1,5 +1,5 @@
 """PNG chart of the results with gnuplot: MB/s of stock and patched
-(median, min-max bars) and the tmpfs ceiling per workload, log scale, and
+(median, min-max bars) and the raw tmpfs figure per workload, log scale, and
 below it the patched/stock ratio."""
 
 import os
@@ -43,7 +43,7 @@ set xtics 1
 set bmargin 1
 plot "{data}" using ($1-0.18):2:3:4:(0.175) with boxerrorbars lc rgb "#8c8c8c" title "stock", \\
      "" using ($1+0.18):5:6:7:(0.175) with boxerrorbars lc rgb "#1f6fb4" title "patched", \\
-     "" using 1:8 with points pt 7 ps 0.6 lc rgb "#d62728" title "tmpfs (ceiling)"
+     "" using 1:8 with points pt 7 ps 0.6 lc rgb "#d62728" title "raw tmpfs, same command"
 unset logscale y
 set logscale y 2
 set ylabel "patched / stock"
