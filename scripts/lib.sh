@@ -92,7 +92,8 @@ kernel_build_dir() {
 		ksrc_identity "$srcdir"
 		cat "$FUSE_ADIO_TOP/configs/base.config" "$FUSE_ADIO_TOP/configs/$flavour.config"
 		grep "^KERNEL_RECIPE=" "$FUSE_ADIO_TOP/scripts/build-kernel"
-		gcc --version | head -n 1
+		flavour_make_args "$flavour"
+		flavour_cc_version "$flavour"
 	} | sha256sum | cut -c1-12)
 	echo "$FUSE_ADIO_CACHE/kernels/$flavour-$(tree_version "$srcdir")-$key"
 }
@@ -128,4 +129,41 @@ series_patches() {
 # Content hash of a list of patch files (none: the stock source).
 series_id() {
 	cat /dev/null "$@" | sha256sum | cut -c1-12
+}
+
+# kbuild arguments that select a flavour's compiler (configs/FLAVOUR.toolchain,
+# one 'make' argument a line, e.g. LLVM=-16; gcc when there is none).
+flavour_make_args() {
+	local f="$FUSE_ADIO_TOP/configs/$1.toolchain"
+	[ -f "$f" ] || return 0
+	sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$f"
+}
+
+# First line of --version of the compiler a flavour is built with.
+flavour_cc_version() {
+	local llvm
+	llvm=$(flavour_make_args "$1" | sed -n 's/^LLVM=//p')
+	case "$llvm" in
+	'') gcc --version | head -n 1 ;;
+	1) clang --version | head -n 1 ;;
+	-*) "clang$llvm" --version | head -n 1 ;;
+	*) "${llvm}clang" --version | head -n 1 ;;
+	esac
+}
+
+# kbuild arguments an out-of-tree module build against build tree $1 needs:
+# a kernel built with clang wants its modules built with the same LLVM
+# toolchain (LLVM=-N when clang-N is installed, else LLVM=1).
+kdir_make_args() {
+	local kdir=$1 ver major
+	grep -q '^CONFIG_CC_IS_CLANG=y' "$kdir/.config" 2>/dev/null || return 0
+	ver=$(sed -n 's/^CONFIG_CLANG_VERSION=//p' "$kdir/.config")
+	major=$((ver / 10000))
+	if command -v "clang-$major" >/dev/null; then
+		echo "LLVM=-$major"
+	elif command -v clang >/dev/null; then
+		echo "LLVM=1"
+	else
+		die "KDIR=$kdir was built with clang $major, which is not installed (apt-get install clang-$major lld-$major llvm-$major)"
+	fi
 }
