@@ -1,0 +1,323 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * adio_userns: async direct IO on a FUSE mount made inside a user
+ * namespace, where the kernel's own credentials (global uid 0) have no
+ * mapping.
+ *
+ * FUSE puts the caller's fsuid/fsgid, translated into the mount's user
+ * namespace, into every request; a request made by a task whose ids are
+ * not mapped there (a kworker runs as global root) fails with EOVERFLOW
+ * before it is sent.  So whatever the kernel must send on behalf of an IO
+ * has to be sent from the IO submitter's context (or with its
+ * credentials), or it is silently lost on such mounts.
+ *
+ * Setup of each case: the test process (root) makes a temporary directory
+ * owned by an unprivileged uid (UNS_UID), makes /dev/fuse usable by it if
+ * it is not (a private mount namespace with a 0666 device node bound over
+ * /dev/fuse), drops to that uid, creates a user namespace mapping its uid
+ * 0 to UNS_UID only (plus a mount namespace) and starts the test server
+ * there: the mount's user namespace is the new one.  No user namespaces in
+ * the kernel (CONFIG_USER_NS), or not for unprivileged users: SKIP.
+ *
+ *  - failed_extending_write_truncated_back: "file" of 256 KiB (old size
+ *    S), a libaio O_DIRECT write of 512 KiB at S (4 WRITEs, extending the
+ *    file); the server fails the 1st WRITE (at S) with EIO and stores the
+ *    3 others.  The event must be -EIO, a SETATTR(size = S) must reach the
+ *    server and the file must be back at S there and in the kernel.  (The
+ *    stock module makes an extending AIO write blocking and cuts the file
+ *    back in the submitter's context, which is mapped.)
+ *  - extending_write_ok: the same write, all WRITEs succeed: the event is
+ *    the full length and the file ends at S + 512 KiB with the data (no
+ *    request of the kernel's own is needed for that).
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <libaio.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+
+#include "kselftest_harness.h"
+#include "fuse_test_server.h"
+#include "adio_common.h"
+
+#define UNS_UID		1000	/* outside uid (and gid) of the namespace */
+#define CH		FDIO_CHUNK
+#define OLD		(2 * CH)	/* initial file size */
+#define BIG		(4 * CH)	/* the extending write */
+
+FIXTURE(uns) {
+	struct fts *srv;
+	struct fts_config cfg;
+	io_context_t ctx;
+	int fd;
+	char dir[256];		/* temp dir owned by UNS_UID */
+	char node[300];		/* our /dev/fuse node, if one was needed */
+	void *buf;
+	void *old;
+	void *got;
+};
+
+FIXTURE_SETUP(uns)
+{
+	self->srv = NULL;
+	self->fd = -1;
+	self->ctx = 0;
+	self->dir[0] = self->node[0] = '\0';
+	adio_config(&self->cfg);
+	ASSERT_EQ(0, posix_memalign(&self->buf, 4096, BIG));
+	ASSERT_EQ(0, posix_memalign(&self->got, 4096, OLD + BIG));
+	self->old = malloc(OLD);
+	ASSERT_NE(NULL, self->old);
+	fts_fill_pattern(self->old, OLD, 0, 91);
+	fts_fill_pattern(self->buf, BIG, OLD, 92);
+}
+
+FIXTURE_TEARDOWN(uns)
+{
+	if (self->fd >= 0)
+		close(self->fd);
+	if (self->ctx)
+		io_destroy(self->ctx);
+	fts_stop(self->srv);
+	/* as UNS_UID (root in the namespace): the dir is ours */
+	if (self->node[0])
+		unlink(self->node);
+	if (self->dir[0])
+		rmdir(self->dir);
+	free(self->buf);
+	free(self->old);
+	free(self->got);
+}
+
+static int write_file(const char *path, const char *s)
+{
+	ssize_t len = strlen(s), n;
+	int fd, err = 0;
+
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = write(fd, s, len);
+	if (n != len)
+		err = n < 0 ? -errno : -EIO;
+	close(fd);
+	return err;
+}
+
+/*
+ * /dev/fuse usable by UNS_UID: devtmpfs makes it 0600 root.  Then bind a
+ * 0666 node of the same device over it in a private mount namespace of
+ * this process (not changing the device's mode for everybody else).
+ */
+static int fuse_dev_for_uid(FIXTURE_DATA(uns) *self, const char **why)
+{
+	struct stat st;
+
+	if (stat("/dev/fuse", &st)) {
+		*why = "stat /dev/fuse";
+		return -errno;
+	}
+	if ((st.st_mode & 0006) == 0006)
+		return 0;
+	if (unshare(CLONE_NEWNS)) {
+		*why = "unshare(CLONE_NEWNS)";
+		return -errno;
+	}
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL)) {
+		*why = "make / private";
+		return -errno;
+	}
+	snprintf(self->node, sizeof(self->node), "%s/fuse", self->dir);
+	if (mknod(self->node, S_IFCHR | 0666, st.st_rdev) ||
+	    chmod(self->node, 0666)) {
+		*why = "mknod";
+		return -errno;
+	}
+	if (mount(self->node, "/dev/fuse", NULL, MS_BIND, NULL)) {
+		*why = "bind mount over /dev/fuse";
+		return -errno;
+	}
+	return 0;
+}
+
+/*
+ * Become root of a new user namespace that maps only UNS_UID, with a
+ * temporary dir for the mount point: 0, or 1 if the case was skipped
+ * (reason in *why), or -errno (step in *why).
+ */
+static int enter_userns(FIXTURE_DATA(uns) *self, const char **why)
+{
+	const char *tmp = getenv("TMPDIR");
+	char map[64];
+	int ret;
+
+	if (access("/proc/self/ns/user", F_OK)) {
+		*why = "no user namespaces in this kernel (CONFIG_USER_NS)";
+		return 1;
+	}
+	if (geteuid() != 0) {
+		*why = "needs root (to switch to an unprivileged uid)";
+		return 1;
+	}
+	snprintf(self->dir, sizeof(self->dir), "%s/adio_userns.XXXXXX",
+		 tmp && *tmp ? tmp : "/tmp");
+	if (!mkdtemp(self->dir)) {
+		self->dir[0] = '\0';
+		*why = "mkdtemp";
+		return -errno;
+	}
+	ret = fuse_dev_for_uid(self, why);
+	if (ret)
+		return ret;
+	if (chown(self->dir, UNS_UID, UNS_UID)) {
+		*why = "chown";
+		return -errno;
+	}
+	if (setgroups(0, NULL) || setresgid(UNS_UID, UNS_UID, UNS_UID) ||
+	    setresuid(UNS_UID, UNS_UID, UNS_UID)) {
+		*why = "switching to the unprivileged uid";
+		return -errno;
+	}
+	/* setuid made us non-dumpable: /proc/self/uid_map root's then */
+	prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+	if (unshare(CLONE_NEWUSER | CLONE_NEWNS)) {
+		*why = "unshare(CLONE_NEWUSER) not allowed for an unprivileged user here";
+		return 1;
+	}
+	ret = write_file("/proc/self/setgroups", "deny");
+	if (ret && ret != -ENOENT) {
+		*why = "/proc/self/setgroups";
+		return ret;
+	}
+	snprintf(map, sizeof(map), "0 %d 1", UNS_UID);
+	ret = write_file("/proc/self/uid_map", map);
+	if (!ret)
+		ret = write_file("/proc/self/gid_map", map);
+	if (ret) {
+		*why = "writing uid_map/gid_map";
+		return ret;
+	}
+	if (getuid() != 0 || geteuid() != 0) {
+		*why = "not uid 0 in the new user namespace";
+		return -EPERM;
+	}
+	/* fts_start() makes its mount point under $TMPDIR */
+	if (setenv("TMPDIR", self->dir, 1)) {
+		*why = "setenv";
+		return -errno;
+	}
+	return 0;
+}
+
+/* Policy hook: fail the WRITE at file offset *(uint64_t *)arg with EIO. */
+static void fail_at(void *arg, const struct fts_io *io,
+		    struct fts_action *action)
+{
+	if (io->opcode == FUSE_WRITE && io->offset == *(uint64_t *)arg) {
+		action->act = FTS_ACT_FAIL;
+		action->err = EIO;
+	}
+}
+
+static uint64_t fail_off;	/* copied into the server at fork */
+
+/* Into the namespace, start the server with "file" = old data, open it. */
+static void start(struct __test_metadata *_metadata, FIXTURE_DATA(uns) *self)
+{
+	const char *why = "";
+	int ret;
+
+	ret = enter_userns(self, &why);
+	if (ret == 1)
+		SKIP(return, "%s", why);
+	ASSERT_EQ(0, ret) TH_LOG("%s: %s", why, strerror(-ret));
+	ASSERT_EQ(0, fts_start(&self->cfg, &self->srv))
+		TH_LOG("mounting FUSE in the user namespace failed");
+	ASSERT_EQ(0, fts_set_data(self->srv, self->old, OLD));
+	self->fd = open(fts_file(self->srv), O_RDWR | O_DIRECT);
+	ASSERT_LE(0, self->fd) TH_LOG("open: %s", strerror(errno));
+	ASSERT_EQ(0, io_setup(8, &self->ctx));
+	ASSERT_EQ(OLD, adio_size(fts_file(self->srv)));
+	fts_reset(self->srv);
+}
+
+/* The BIG write at OLD, one io_submit(); its event in *res. */
+static void big_write(struct __test_metadata *_metadata,
+		      FIXTURE_DATA(uns) *self, long *res)
+{
+	struct iocb cb;
+	void *bufs[1] = { self->buf };
+	off_t off[1] = { OLD };
+	uint64_t ms;
+
+	ASSERT_EQ(1, adio_submit(self->ctx, &cb, 1, self->fd, bufs, BIG, off,
+				 true, &ms));
+	ASSERT_EQ(1, adio_reap(self->ctx, 1, res, 10000))
+		TH_LOG("no AIO event within 10 s");
+}
+
+TEST_F_TIMEOUT(uns, failed_extending_write_truncated_back, 60)
+{
+	struct fts_stats st;
+	long res[1];
+
+	fail_off = OLD;
+	self->cfg.policy.hook = fail_at;
+	self->cfg.policy.hook_arg = &fail_off;
+	start(_metadata, self);
+	if (_metadata->exit_code == KSFT_SKIP)
+		return;
+
+	big_write(_metadata, self, res);
+	/* the cut-back may follow the event: give it a moment */
+	fts_wait_ops(self->srv, FUSE_SETATTR, 1, 3000);
+	fts_get_stats(self->srv, &st);
+	TH_LOG("event %ld; server: %u WRITEs, %u failed, %u SETATTR(size), last %llu, data %zu bytes",
+	       res[0], st.writes, st.failed, st.setattr_sizes,
+	       (unsigned long long)st.last_setattr_size,
+	       fts_data_len(self->srv));
+	EXPECT_EQ(BIG / CH, (int)st.writes);
+	EXPECT_EQ(-EIO, res[0]);
+	ASSERT_LE(1, (int)st.setattr_sizes) {
+		TH_LOG("the failed extending write was not cut back: no SETATTR(size) reached the server");
+	}
+	EXPECT_EQ((uint64_t)OLD, st.last_setattr_size);
+	EXPECT_EQ((size_t)OLD, fts_data_len(self->srv));
+	EXPECT_EQ(OLD, adio_size(fts_file(self->srv)));
+}
+
+TEST_F_TIMEOUT(uns, extending_write_ok, 60)
+{
+	struct fts_stats st;
+	long res[1];
+	long long d;
+
+	start(_metadata, self);
+	if (_metadata->exit_code == KSFT_SKIP)
+		return;
+
+	big_write(_metadata, self, res);
+	fts_get_stats(self->srv, &st);
+	EXPECT_EQ(BIG, res[0]);
+	EXPECT_EQ(0U, st.setattr_sizes);
+	EXPECT_EQ(OLD + BIG, adio_size(fts_file(self->srv)));
+	ASSERT_EQ((size_t)(OLD + BIG), fts_data_len(self->srv));
+	ASSERT_EQ((size_t)(OLD + BIG),
+		  fts_get_data(self->srv, self->got, OLD + BIG));
+	d = fts_first_diff(self->got, self->old, OLD);
+	EXPECT_EQ(-1, d) TH_LOG("old data differs at %lld", d);
+	d = fts_first_diff((char *)self->got + OLD, self->buf, BIG);
+	EXPECT_EQ(-1, d) TH_LOG("new data differs at %lld", OLD + d);
+}
+
+TEST_HARNESS_MAIN
