@@ -15,8 +15,11 @@
  *    waits for its answer, sends the next, and io_submit() and
  *    io_uring_submit() do not return before the whole IO is done.  Answers
  *    given in reverse order must still give the right data.
- *  - the rest: without FUSE_ASYNC_DIO, and on FOPEN_STREAM files, requests
- *    stay one at a time, on every module.
+ *    read()/write() only so when the server also asked for
+ *    FUSE_ASYNC_DIO_ALL (the test server does by default).
+ *  - the rest: without FUSE_ASYNC_DIO, on FOPEN_STREAM files, and for
+ *    read() without FUSE_ASYNC_DIO_ALL (what a server that did not opt in
+ *    sees), requests stay one at a time, on every module.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -460,6 +463,16 @@ TEST_F(fdio, no_async_dio_aio_read_serial)
 	start(_metadata, self, SZ, 0);
 	serial_read(_metadata, self, true,
 		    "io_submit read 1 MiB, no FUSE_ASYNC_DIO");
+}
+
+/* A server that did not ask for FUSE_ASYNC_DIO_ALL sees what it always saw */
+TEST_F(fdio, no_async_dio_all_sync_read_serial)
+{
+	self->cfg.init_flags &= ~FUSE_ASYNC_DIO_ALL;
+	hold(self, 4, 100, FTS_ORDER_FIFO);
+	start(_metadata, self, SZ, 0);
+	serial_read(_metadata, self, false,
+		    "read 1 MiB, no FUSE_ASYNC_DIO_ALL");
 }
 
 TEST_F(fdio, stream_sync_read_serial)

@@ -174,8 +174,8 @@ static int wait_on(struct fts *s, pthread_cond_t *c, uint64_t deadline)
 void fts_config_init(struct fts_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
-	cfg->init_flags = FUSE_ASYNC_READ | FUSE_ASYNC_DIO | FUSE_BIG_WRITES |
-			  FUSE_MAX_PAGES | FUSE_INIT_EXT;
+	cfg->init_flags = FUSE_ASYNC_READ | FUSE_ASYNC_DIO | FUSE_ASYNC_DIO_ALL |
+			  FUSE_BIG_WRITES | FUSE_MAX_PAGES | FUSE_INIT_EXT;
 	cfg->max_write = 1 << 20;
 	cfg->max_pages = 256;
 	cfg->max_readahead = UINT32_MAX;

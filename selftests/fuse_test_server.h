@@ -59,6 +59,11 @@
 #include <sys/types.h>
 #include <linux/fuse.h>
 
+/* The series' INIT flag (patches/0005); absent from the stock uapi header */
+#ifndef FUSE_ASYNC_DIO_ALL
+#define FUSE_ASYNC_DIO_ALL	(1ULL << 48)
+#endif
+
 #define FTS_ROOT_INO	1
 #define FTS_FILE_INO	2
 #define FTS_FILE_NAME	"file"
@@ -201,8 +206,8 @@ struct fts_stats {
 
 struct fts;
 
-/* Fill *cfg with defaults: FUSE_ASYNC_READ|FUSE_ASYNC_DIO|FUSE_BIG_WRITES|
- * FUSE_MAX_PAGES|FUSE_INIT_EXT, max_write 1 MiB, max_pages 256,
+/* Fill *cfg with defaults: FUSE_ASYNC_READ|FUSE_ASYNC_DIO|FUSE_ASYNC_DIO_ALL|
+ * FUSE_BIG_WRITES|FUSE_MAX_PAGES|FUSE_INIT_EXT, max_write 1 MiB, max_pages 256,
  * max_background 12, congestion_threshold 9, one worker, max_data 256 MiB,
  * no max_read option, open_flags 0, real size, answer at once. */
 void fts_config_init(struct fts_config *cfg);
