@@ -1,5 +1,5 @@
-/* Patching FOPEN_PARALLEL_DIRECT_WRITES into OPEN/CREATE replies (see
- * devio.h). */
+/* Patching FOPEN_PARALLEL_DIRECT_WRITES into OPEN/CREATE replies and
+ * FUSE_ASYNC_DIO_ALL into the INIT reply (see devio.h). */
 #define _GNU_SOURCE
 #include "devio.h"
 
@@ -12,9 +12,14 @@
 
 #include <linux/fuse.h>
 
-/* The only file-scope state: per worker thread, "the next reply I send
- * is an OPEN/CREATE reply to flag". */
+/* File-scope state: per worker thread, "the next reply I send is an
+ * OPEN/CREATE reply to flag"; per process, what to do with the INIT reply
+ * (set once before the session loop starts, so no lock is needed). */
 static __thread bool mark_open_reply;
+static struct {
+	bool want_async_dio_all;
+	bool init_seen;
+} init_patch;
 
 void devio_mark_open_reply(void)
 {
@@ -44,10 +49,33 @@ static void patch_open_reply(struct iovec *iov, int count)
 	open_out->open_flags |= FOPEN_PARALLEL_DIRECT_WRITES;
 }
 
+/* The first reply of a session answers INIT. */
+static void patch_init_reply(struct iovec *iov, int count)
+{
+	const struct fuse_out_header *out;
+	struct fuse_init_out *init_out;
+
+	if (count != 2 || iov[0].iov_len != sizeof(*out) ||
+	    iov[1].iov_len != sizeof(*init_out))
+		return;
+	out = iov[0].iov_base;
+	if (out->error != 0)
+		return;
+	init_out = iov[1].iov_base;
+	if ((init_out->flags & FUSE_ASYNC_DIO) &&
+	    (init_out->flags & FUSE_INIT_EXT))
+		init_out->flags2 |= (uint32_t)(FUSE_ASYNC_DIO_ALL >> 32);
+}
+
 static ssize_t devio_writev(int fd, struct iovec *iov, int count,
 			    void *userdata)
 {
 	(void)userdata;
+	if (!init_patch.init_seen) {
+		init_patch.init_seen = true;
+		if (init_patch.want_async_dio_all)
+			patch_init_reply(iov, count);
+	}
 	if (mark_open_reply) {
 		mark_open_reply = false;
 		patch_open_reply(iov, count);
@@ -61,16 +89,18 @@ static ssize_t devio_read(int fd, void *buf, size_t len, void *userdata)
 	return read(fd, buf, len);
 }
 
-int devio_install(struct fuse_session *se)
+int devio_install(struct fuse_session *se, bool async_dio_all)
 {
 	static const struct fuse_custom_io io = {
 		.writev = devio_writev,
 		.read = devio_read,
 	};
-	int ret = fuse_session_custom_io(se, &io, fuse_session_fd(se));
+	int ret;
 
+	init_patch.want_async_dio_all = async_dio_all;
+	ret = fuse_session_custom_io(se, &io, fuse_session_fd(se));
 	if (ret < 0)
-		fprintf(stderr, "passthrough: --parallel-direct-writes: cannot hook the FUSE device: %s\n",
+		fprintf(stderr, "passthrough: cannot hook the FUSE device (for FOPEN_PARALLEL_DIRECT_WRITES and FUSE_ASYNC_DIO_ALL): %s\n",
 			strerror(-ret));
 	return ret;
 }

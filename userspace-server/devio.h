@@ -1,4 +1,5 @@
-/* FOPEN_PARALLEL_DIRECT_WRITES for libfuse versions that cannot send it.
+/* FOPEN_PARALLEL_DIRECT_WRITES and FUSE_ASYNC_DIO_ALL for libfuse versions
+ * that cannot send them.
  *
  * libfuse 3.14's fuse_file_info has no parallel_direct_writes bit, and
  * fuse_reply_open()/fuse_reply_create() only encode the bits it knows.
@@ -8,14 +9,26 @@
  * the next OPEN/CREATE reply the same thread sends.  Handlers call
  * devio_mark_open_reply() just before fuse_reply_open/create; the reply is
  * written synchronously on that thread, so a thread-local mark suffices.
+ *
+ * FUSE_ASYNC_DIO_ALL (an INIT flag of the fuse-adio series, bit 48) is not
+ * in any libfuse: with async_dio_all the same hook ORs it into flags2 of
+ * the first reply the session sends, the INIT reply, when that reply has
+ * FUSE_ASYNC_DIO and FUSE_INIT_EXT.  A kernel without the series ignores
+ * the bit.
  */
 #ifndef PT_DEVIO_H
 #define PT_DEVIO_H
 
+#include <stdbool.h>
+
 #include "pt_fuse.h"
 
+#ifndef FUSE_ASYNC_DIO_ALL
+#define FUSE_ASYNC_DIO_ALL	(1ULL << 48)
+#endif
+
 /* Returns 0 or a negative errno (after printing why). */
-int devio_install(struct fuse_session *se);
+int devio_install(struct fuse_session *se, bool async_dio_all);
 void devio_mark_open_reply(void);
 
 #endif

@@ -21,7 +21,8 @@
  *   - delay.c   --latency-us: min-heap + one thread that replies when due;
  *               replies may be sent from any thread in libfuse.
  *   - stats.c   atomic counters; SIGUSR1 emits, SIGUSR2 resets.
- *   - devio.c   FOPEN_PARALLEL_DIRECT_WRITES for libfuse < 3.15.
+ *   - devio.c   FOPEN_PARALLEL_DIRECT_WRITES for libfuse < 3.15, and the
+ *               series' FUSE_ASYNC_DIO_ALL INIT flag (no libfuse has it).
  *
  * Threads: libfuse's multi-threaded loop (fuse_session_loop_mt) with
  * max_threads = --threads and idle threads never reaped.  It starts a new
@@ -297,18 +298,15 @@ static int run(struct server *srv)
 			srv->mountpoint);
 		goto out_signals;
 	}
-#if !HAVE_FI_PARALLEL_DIRECT_WRITES
-	if (srv->opt.parallel_direct_writes && devio_install(srv->se) < 0)
+	if (devio_install(srv->se, !srv->opt.no_async_dio &&
+				   !srv->opt.no_async_dio_all) < 0)
 		goto out_unmount;
-#endif
 
 	if (run_mounted(srv) == 0)
 		rc = 0;
 	stats_emit(&srv->stats);
 
-#if !HAVE_FI_PARALLEL_DIRECT_WRITES
 out_unmount:
-#endif
 	fuse_session_unmount(srv->se);
 out_signals:
 	fuse_remove_signal_handlers(srv->se);

@@ -19,6 +19,7 @@ enum {
 	OPT_DIRECT_IO,
 	OPT_PARALLEL_DW,
 	OPT_NO_ASYNC_DIO,
+	OPT_NO_ASYNC_DIO_ALL,
 	OPT_MAX_BACKGROUND,
 	OPT_MAX_PAGES,
 	OPT_LATENCY_US,
@@ -32,6 +33,7 @@ static const struct option long_opts[] = {
 	{ "direct-io",              no_argument,       NULL, OPT_DIRECT_IO },
 	{ "parallel-direct-writes", no_argument,       NULL, OPT_PARALLEL_DW },
 	{ "no-async-dio",           no_argument,       NULL, OPT_NO_ASYNC_DIO },
+	{ "no-async-dio-all",       no_argument,       NULL, OPT_NO_ASYNC_DIO_ALL },
 	{ "max-background",         required_argument, NULL, OPT_MAX_BACKGROUND },
 	{ "max-pages",              required_argument, NULL, OPT_MAX_PAGES },
 	{ "latency-us",             required_argument, NULL, OPT_LATENCY_US },
@@ -58,6 +60,10 @@ void options_usage(FILE *out)
 "  --direct-io              open files with FOPEN_DIRECT_IO\n"
 "  --parallel-direct-writes open files with FOPEN_PARALLEL_DIRECT_WRITES\n"
 "  --no-async-dio           do not request FUSE_ASYNC_DIO at INIT\n"
+"  --no-async-dio-all       do not request FUSE_ASYNC_DIO_ALL at INIT (the\n"
+"                           fuse-adio opt-in: concurrent requests for\n"
+"                           read()/write() on FOPEN_DIRECT_IO files, async\n"
+"                           direct IO queued past max_background)\n"
 "  --max-background N       conn max_background, 1..65535\n"
 "  --max-pages N            max_read/max_write = N pages, 1..256\n"
 "  --latency-us N           delay every READ/WRITE reply by N us, 0..10000000\n"
@@ -149,6 +155,9 @@ enum options_result options_parse(struct options *o, int argc, char **argv)
 			break;
 		case OPT_NO_ASYNC_DIO:
 			o->no_async_dio = true;
+			break;
+		case OPT_NO_ASYNC_DIO_ALL:
+			o->no_async_dio_all = true;
 			break;
 		case OPT_MAX_BACKGROUND:
 			if (!parse_uint("max-background", optarg, 1, 65535,

@@ -24,6 +24,7 @@ struct options {
 	bool direct_io;
 	bool parallel_direct_writes;
 	bool no_async_dio;
+	bool no_async_dio_all;
 	bool foreground;
 	bool debug;
 };

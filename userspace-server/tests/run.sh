@@ -668,6 +668,7 @@ async_dio() {
 t "--max-pages 8 bounds requests; FUSE_ASYNC_DIO parallelises a sync O_DIRECT read" async_dio parallel
 t "--no-async-dio: the same read is serial" async_dio serial --no-async-dio
 t "--direct-io sync dd bs=1M iflag=direct (max in flight recorded only)" async_dio any --direct-io
+t "--direct-io --no-async-dio-all: sync dd stays serial (no opt-in)" async_dio serial --direct-io --no-async-dio-all
 
 parallel_writes() {
 	local expect=$1
