@@ -17,9 +17,10 @@
  *    given in reverse order must still give the right data.
  *    read()/write() only so when the server also asked for
  *    FUSE_ASYNC_DIO_ALL (the test server does by default).
- *  - the rest: without FUSE_ASYNC_DIO, on FOPEN_STREAM files, and for
- *    read() without FUSE_ASYNC_DIO_ALL (what a server that did not opt in
- *    sees), requests stay one at a time, on every module.
+ *  - the rest: without FUSE_ASYNC_DIO, on FOPEN_STREAM and
+ *    FOPEN_NONSEEKABLE files, and for read() without FUSE_ASYNC_DIO_ALL
+ *    (what a server that did not opt in sees), requests stay one at a
+ *    time, on every module.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -490,6 +491,24 @@ TEST_F(fdio, stream_aio_read_serial)
 	start(_metadata, self, SZ, 0);
 	serial_read(_metadata, self, true,
 		    "io_submit read 1 MiB, FOPEN_STREAM");
+}
+
+/* FOPEN_NONSEEKABLE without FOPEN_STREAM: offsets mean nothing either */
+TEST_F(fdio, nonseekable_sync_read_serial)
+{
+	self->cfg.open_flags |= FOPEN_NONSEEKABLE;
+	hold(self, 4, 100, FTS_ORDER_FIFO);
+	start(_metadata, self, SZ, 0);
+	serial_read(_metadata, self, false, "read 1 MiB, FOPEN_NONSEEKABLE");
+}
+
+TEST_F(fdio, nonseekable_aio_read_serial)
+{
+	self->cfg.open_flags |= FOPEN_NONSEEKABLE;
+	hold(self, 4, 100, FTS_ORDER_FIFO);
+	start(_metadata, self, SZ, 0);
+	serial_read(_metadata, self, true,
+		    "io_submit read 1 MiB, FOPEN_NONSEEKABLE");
 }
 
 TEST_HARNESS_MAIN
