@@ -286,7 +286,9 @@ TEST_F_TIMEOUT(uns, failed_extending_write_truncated_back, 60)
 	       res[0], st.writes, st.failed, st.setattr_sizes,
 	       (unsigned long long)st.last_setattr_size,
 	       fts_data_len(self->srv));
-	EXPECT_EQ(BIG / CH, (int)st.writes);
+	/* Sending may stop once the failure came back (v2), not before */
+	EXPECT_LE(1, (int)st.writes);
+	EXPECT_GE(BIG / CH, (int)st.writes);
 	EXPECT_EQ(-EIO, res[0]);
 	ASSERT_LE(1, (int)st.setattr_sizes) {
 		TH_LOG("the failed extending write was not cut back: no SETATTR(size) reached the server");
