@@ -1,24 +1,63 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * adio_bgqueue: AIO submission at max_background.
+ * adio_bgqueue: AIO submission at max_background, and what queueing AIO
+ * past max_background must not do to the rest of the connection.
  *
- *  - gap_submit_past_max_background: max_background 4 at INIT; 64 libaio
- *    O_DIRECT reads of 4 KiB in one io_submit(), the server answers each
- *    READ 100 ms after it arrived (16 rounds of 4: 1.6 s).  io_submit()
- *    must return within 800 ms, the server must never see more than 4
- *    READs at once, and all 64 reads must return the right data.  The
- *    stock module sleeps in io_submit() whenever 4 requests are in flight,
- *    so it returns only when the last round was sent (>= 1.5 s).
+ * Every case: max_background 4 (congestion_threshold 3) at INIT, "file" of
+ * 256 KiB opened with O_DIRECT, libaio reads of 4 KiB, and the server
+ * answers each READ 100 ms after it arrived.
+ *
+ *  - gap_submit_past_max_background: 64 reads in one io_submit() (16
+ *    rounds of 4: 1.6 s).  io_submit() must return within 800 ms, the
+ *    server must never see more than 4 READs at once, and all 64 reads
+ *    must return the right data.  The stock module sleeps in io_submit()
+ *    whenever 4 requests are in flight, so it returns only when the last
+ *    round was sent (>= 1.5 s).
+ *  - buffered_read_not_starved: a thread keeps 64 reads in flight for 2 s
+ *    (each one resubmitted as it completes).  Once the server has seen 8
+ *    of them, the test reads 64 KiB through a second descriptor of the file
+ *    opened without O_DIRECT.  Readahead sends that read as a background
+ *    READ, which the server tells from the AIO by its flags field (no
+ *    O_DIRECT).  That READ must reach the server before more than 12
+ *    (2 * max_background + 4) further AIO READs: the buffered read may wait
+ *    for a background slot, but it must get one of the next few, not wait
+ *    until the AIO load is gone.  The test checks the order of the
+ *    requests, not the time they took, and prints the read's latency.
+ *    Stock passes because the AIO submitter sleeps in the same FIFO queue
+ *    as readahead.  A queue past max_background that counts in
+ *    num_background fails: fc->blocked stays set as long as the AIO keeps
+ *    more than max_background requests queued.
+ *  - no_opt_in_submit_waits: the gap case with a server that did not ask
+ *    for FUSE_ASYNC_DIO_ALL at INIT, which gets the stock behaviour:
+ *    io_submit() of the 64 reads sleeps while 4 are in flight (it must take
+ *    at least 700 ms, stock takes about 1.5 s), the server never sees more
+ *    than 4 READs, and the data is right.
+ *  - unprivileged_cap: the module parameter max_user_bgreq set to 8
+ *    (restored afterwards), the server mounted from a user namespace as in
+ *    adio_userns, so it lacks CAP_SYS_ADMIN in the initial one.  Such a
+ *    server may have at most max_user_bgreq - max_background = 4 requests
+ *    queued past max_background, so io_submit() of the 64 reads must sleep
+ *    as in no_opt_in_submit_waits (at least 700 ms), with at most 4 READs
+ *    at the server.  SKIP if the kernel has no user namespaces or the
+ *    module has no max_user_bgreq parameter.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <libaio.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
 
 #include "kselftest_harness.h"
 #include "fuse_test_server.h"
@@ -28,6 +67,13 @@
 #define BS	4096
 #define SZ	(NR * BS)
 #define DELAY	100
+#define MAXBG	4		/* max_background at INIT */
+#define LOAD_MS	2000		/* buffered_read_not_starved: AIO load */
+#define BOFF	(128 << 10)	/* ... and its buffered read */
+#define BLEN	(64 << 10)
+#define UNS_UID	1000		/* unprivileged_cap: outside uid and gid */
+#define BGREQ	"/sys/module/fuse/parameters/max_user_bgreq"
+#define USER_BGREQ	8
 
 FIXTURE(bgq) {
 	struct fts *srv;
@@ -43,7 +89,7 @@ FIXTURE_SETUP(bgq)
 	self->fd = -1;
 	self->ctx = 0;
 	adio_config(&self->cfg);
-	self->cfg.max_background = 4;
+	self->cfg.max_background = MAXBG;
 	self->cfg.congestion_threshold = 3;
 	self->cfg.policy.rules[0] = (struct fts_rule){
 		FUSE_READ, 0, { FTS_ACT_DELAY, 0, 0, DELAY } };
@@ -106,6 +152,444 @@ TEST_F_TIMEOUT(bgq, gap_submit_past_max_background, 60)
 		TH_LOG("io_submit slept while max_background were in flight");
 	d = fts_first_diff(self->buf, self->ref, SZ);
 	EXPECT_EQ(-1, d) TH_LOG("data differs at %lld", d);
+}
+
+/* Restart the server with self->cfg, "file" as before, opened again. */
+static void bgq_restart(struct __test_metadata *_metadata,
+			FIXTURE_DATA(bgq) *self)
+{
+	close(self->fd);
+	self->fd = -1;
+	fts_stop(self->srv);
+	self->srv = NULL;
+	ASSERT_EQ(0, fts_start(&self->cfg, &self->srv));
+	ASSERT_EQ(0, fts_set_data(self->srv, self->ref, SZ));
+	self->fd = open(fts_file(self->srv), O_RDONLY | O_DIRECT);
+	ASSERT_LE(0, self->fd);
+	fts_reset(self->srv);
+}
+
+/*
+ * An AIO load: NR reads of BS, read i at i * BS into buf + i * BS, each
+ * one submitted again as soon as it completed until until_ms; the events
+ * of the last ones are waited for until give_up_ms.
+ */
+struct aio_load {
+	io_context_t ctx;
+	int fd;
+	char *buf;
+	const char *ref;
+	uint64_t until_ms, give_up_ms;
+	struct iocb cbs[NR];
+	uint64_t sub_ns[NR];
+	/* results */
+	int err;		/* first error of io_submit/io_getevents */
+	unsigned int done;	/* reads completed */
+	unsigned int bad;	/* ... with a wrong result or data */
+	int left;		/* reads still in flight at the end */
+	unsigned int resubmitted;
+	uint64_t start_ns, submit_ns, first_ev_ns;
+	uint64_t lat_sum_ns, lat_max_ns;
+};
+
+static void aio_load_prep(struct aio_load *l, int i)
+{
+	io_prep_pread(&l->cbs[i], l->fd, l->buf + (size_t)i * BS, BS,
+		      (off_t)i * BS);
+	l->cbs[i].data = (void *)(uintptr_t)i;
+	l->sub_ns[i] = fdio_now_ns();
+}
+
+static void *aio_load_main(void *arg)
+{
+	struct aio_load *l = arg;
+	struct io_event ev[NR];
+	struct iocb *ptrs[NR];
+	int inflight, i, j, r, s;
+
+	l->start_ns = fdio_now_ns();
+	for (i = 0; i < NR; i++) {
+		aio_load_prep(l, i);
+		ptrs[i] = &l->cbs[i];
+	}
+	r = io_submit(l->ctx, NR, ptrs);
+	l->submit_ns = fdio_now_ns();
+	if (r != NR)
+		l->err = r < 0 ? r : -EAGAIN;
+	inflight = r > 0 ? r : 0;
+	while (inflight > 0 && fdio_now_ms() < l->give_up_ms) {
+		struct timespec ts = { 0, 200 * 1000000L };
+
+		r = io_getevents(l->ctx, 1, NR, ev, &ts);
+		if (r == -EINTR)
+			continue;
+		if (r < 0) {
+			l->err = r;
+			break;
+		}
+		for (j = 0; j < r; j++) {
+			uint64_t lat;
+
+			i = (uintptr_t)ev[j].data;
+			if (!l->first_ev_ns)
+				l->first_ev_ns = fdio_now_ns();
+			lat = fdio_now_ns() - l->sub_ns[i];
+			inflight--;
+			l->done++;
+			l->lat_sum_ns += lat;
+			if (lat > l->lat_max_ns)
+				l->lat_max_ns = lat;
+			if ((long)ev[j].res != BS ||
+			    memcmp(l->buf + (size_t)i * BS,
+				   l->ref + (size_t)i * BS, BS))
+				l->bad++;
+			if (fdio_now_ms() >= l->until_ms)
+				continue;
+			aio_load_prep(l, i);
+			ptrs[0] = &l->cbs[i];
+			s = io_submit(l->ctx, 1, ptrs);
+			if (s == 1) {
+				inflight++;
+				l->resubmitted++;
+			} else if (!l->err) {
+				l->err = s < 0 ? s : -EAGAIN;
+			}
+		}
+	}
+	l->left = inflight;
+	return NULL;
+}
+
+TEST_F_TIMEOUT(bgq, buffered_read_not_starved, 60)
+{
+	const unsigned int limit = 2 * MAXBG + 4;
+	unsigned int n0, ahead = 0, bufreads = 0;
+	struct fts_io *ios = NULL;
+	struct fts_io *first = NULL;
+	struct aio_load *l;
+	struct fts_stats st;
+	uint64_t t0, t1;
+	pthread_t th;
+	char *cbuf;
+	ssize_t got;
+	size_t n, i;
+	long long d;
+	int bfd;
+
+	bfd = open(fts_file(self->srv), O_RDONLY);
+	ASSERT_LE(0, bfd);
+	cbuf = malloc(BLEN);
+	ASSERT_NE(NULL, cbuf);
+	l = calloc(1, sizeof(*l));
+	ASSERT_NE(NULL, l);
+	l->ctx = self->ctx;
+	l->fd = self->fd;
+	l->buf = self->buf;
+	l->ref = self->ref;
+	l->until_ms = fdio_now_ms() + LOAD_MS;
+	l->give_up_ms = l->until_ms + 20000;
+	ASSERT_EQ(0, pthread_create(&th, NULL, aio_load_main, l));
+
+	/* the AIO has filled the queue and is going round */
+	ASSERT_EQ(0, fts_wait_ops(self->srv, FUSE_READ, 2 * MAXBG, 10000));
+	fts_get_stats(self->srv, &st);
+	n0 = st.reads + st.writes;
+	t0 = fdio_now_ns();
+	got = pread(bfd, cbuf, BLEN, BOFF);
+	t1 = fdio_now_ns();
+	pthread_join(th, NULL);
+
+	TH_LOG("buffered read of %d KiB under AIO load: %llu ms (AIO load until %llu ms after it started)",
+	       BLEN >> 10, (unsigned long long)(t1 - t0) / 1000000,
+	       (unsigned long long)(l->until_ms - t0 / 1000000));
+	TH_LOG("AIO: first io_submit %llu ms, first event after %llu ms, %u resubmitted",
+	       (unsigned long long)(l->submit_ns - l->start_ns) / 1000000,
+	       (unsigned long long)(l->first_ev_ns ?
+				    l->first_ev_ns - l->start_ns : 0) / 1000000,
+	       l->resubmitted);
+	TH_LOG("AIO: %u reads done, %u bad, %d left, latency mean %llu ms, max %llu ms, error %d",
+	       l->done, l->bad, l->left,
+	       (unsigned long long)(l->done ? l->lat_sum_ns / l->done / 1000000 : 0),
+	       (unsigned long long)l->lat_max_ns / 1000000, l->err);
+	EXPECT_EQ(BLEN, got) TH_LOG("read: %s", got < 0 ? strerror(errno) : "short");
+	d = fts_first_diff(cbuf, (char *)self->ref + BOFF, BLEN);
+	EXPECT_EQ(-1, d) TH_LOG("buffered data differs at %lld", d);
+	EXPECT_EQ(0, l->err);
+	EXPECT_EQ(0U, l->bad);
+	EXPECT_EQ(0, l->left);
+
+	n = fts_get_ios(self->srv, &ios);
+	for (i = 0; i < n; i++) {
+		if (ios[i].opcode != FUSE_READ)
+			continue;
+		if (!(ios[i].file_flags & O_DIRECT)) {
+			bufreads++;
+			if (!first)
+				first = &ios[i];
+		} else if (!first && ios[i].seq > n0) {
+			ahead++;
+		}
+	}
+	fts_get_stats(self->srv, &st);
+	TH_LOG("server: %u READs (%u buffered), max outstanding %u; %u AIO READs arrived after the read() began and before its first READ",
+	       st.reads, bufreads, st.max_outstanding, ahead);
+	if (first)
+		TH_LOG("the first buffered READ (%u bytes at %llu) arrived %lld ms after the read() began, as READ %u of %zu",
+		       first->size, (unsigned long long)first->offset,
+		       ((long long)first->recv_ns - (long long)t0) / 1000000,
+		       first->seq, n);
+	EXPECT_LE(st.max_outstanding, (unsigned int)MAXBG);
+	ASSERT_NE(NULL, first) TH_LOG("no READ without O_DIRECT reached the server");
+	EXPECT_LE(ahead, limit)
+		TH_LOG("the buffered read's READ waited behind %u AIO READs (more than %u): readahead starved by AIO queued past max_background",
+		       ahead, limit);
+	free(ios);
+	free(l);
+	free(cbuf);
+	close(bfd);
+}
+
+TEST_F_TIMEOUT(bgq, no_opt_in_submit_waits, 60)
+{
+	struct iocb cbs[NR];
+	void *bufs[NR];
+	off_t off[NR];
+	long res[NR];
+	struct fts_stats st;
+	uint64_t ms;
+	long long d;
+	int i, bad;
+
+	self->cfg.init_flags &= ~FUSE_ASYNC_DIO_ALL;
+	bgq_restart(_metadata, self);
+	fts_get_stats(self->srv, &st);
+	ASSERT_EQ(0ULL, st.flags & FUSE_ASYNC_DIO_ALL);
+
+	for (i = 0; i < NR; i++) {
+		off[i] = (off_t)i * BS;
+		bufs[i] = (char *)self->buf + off[i];
+	}
+	ASSERT_EQ(NR, adio_submit(self->ctx, cbs, NR, self->fd, bufs, BS, off,
+				  false, &ms));
+	fts_get_stats(self->srv, &st);
+	TH_LOG("io_submit of %d reads without FUSE_ASYNC_DIO_ALL: %llu ms (server: %u READs received by then)",
+	       NR, (unsigned long long)ms, st.reads);
+	ASSERT_EQ(NR, adio_reap(self->ctx, NR, res, 20000));
+	bad = adio_first_not(res, NR, BS);
+	EXPECT_EQ(-1, bad) TH_LOG("read %d: %ld", bad, res[bad < 0 ? 0 : bad]);
+	fts_get_stats(self->srv, &st);
+	EXPECT_EQ(NR, (int)st.reads);
+	EXPECT_LE(st.max_outstanding, (unsigned int)MAXBG);
+	EXPECT_GE(ms, (uint64_t)(NR / MAXBG - 2) * DELAY / 2)
+		TH_LOG("io_submit did not sleep at max_background, yet the server did not opt in");
+	d = fts_first_diff(self->buf, self->ref, SZ);
+	EXPECT_EQ(-1, d) TH_LOG("data differs at %lld", d);
+}
+
+/* What the unprivileged_cap child saw, in shared memory. */
+struct uns_result {
+	int ret;		/* 0, 1: skip, or -errno of step why */
+	char why[128];
+	long submitted;
+	uint64_t submit_ms;
+	unsigned int reads_by_then;
+	int reaped;
+	int bad;		/* first read with a wrong result, or -1 */
+	long long diff;		/* first wrong byte, or -1 */
+	unsigned int reads, max_outstanding;
+};
+
+static int uns_write(const char *path, const char *s)
+{
+	ssize_t len = strlen(s), n;
+	int fd, err = 0;
+
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = write(fd, s, len);
+	if (n != len)
+		err = n < 0 ? -errno : -EIO;
+	close(fd);
+	return err;
+}
+
+/* Record that step failed with err (1: skip the case); returns err. */
+static int uns_fail(struct uns_result *r, const char *step, int err)
+{
+	snprintf(r->why, sizeof(r->why), "%s", step);
+	r->ret = err;
+	return err;
+}
+
+/*
+ * In a child of the test process: make /dev/fuse usable by UNS_UID if it
+ * is not (a 0666 node bound over it in a mount namespace of our own),
+ * become UNS_UID, then root of a new user namespace that maps only it,
+ * and run the case there with mount points under dir (owned by UNS_UID).
+ */
+static int uns_child(struct uns_result *r, const struct fts_config *cfg,
+		     const char *dir, const char *node, void *buf,
+		     const void *ref)
+{
+	struct iocb cbs[NR];
+	void *bufs[NR];
+	off_t off[NR];
+	long res[NR];
+	struct fts_stats st;
+	io_context_t ctx = 0;
+	struct fts *srv;
+	struct stat sb;
+	char map[32];
+	int fd, i, ret;
+
+	if (stat("/dev/fuse", &sb))
+		return uns_fail(r, "stat /dev/fuse", -errno);
+	if ((sb.st_mode & 0006) != 0006) {
+		if (unshare(CLONE_NEWNS))
+			return uns_fail(r, "unshare(CLONE_NEWNS)", -errno);
+		if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL))
+			return uns_fail(r, "making / private", -errno);
+		if (mknod(node, S_IFCHR | 0666, sb.st_rdev) ||
+		    chmod(node, 0666))
+			return uns_fail(r, "mknod", -errno);
+		if (mount(node, "/dev/fuse", NULL, MS_BIND, NULL))
+			return uns_fail(r, "binding over /dev/fuse", -errno);
+	}
+	if (chown(dir, UNS_UID, UNS_UID))
+		return uns_fail(r, "chown", -errno);
+	if (setgroups(0, NULL) || setresgid(UNS_UID, UNS_UID, UNS_UID) ||
+	    setresuid(UNS_UID, UNS_UID, UNS_UID))
+		return uns_fail(r, "switching to the unprivileged uid", -errno);
+	prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);	/* to write our uid_map */
+	if (unshare(CLONE_NEWUSER | CLONE_NEWNS))
+		return uns_fail(r, "unshare(CLONE_NEWUSER) not allowed for an unprivileged user here",
+			 1);
+	ret = uns_write("/proc/self/setgroups", "deny");
+	if (ret && ret != -ENOENT)
+		return uns_fail(r, "/proc/self/setgroups", ret);
+	snprintf(map, sizeof(map), "0 %d 1", UNS_UID);
+	ret = uns_write("/proc/self/uid_map", map);
+	if (!ret)
+		ret = uns_write("/proc/self/gid_map", map);
+	if (ret)
+		return uns_fail(r, "writing uid_map/gid_map", ret);
+	if (setenv("TMPDIR", dir, 1))
+		return uns_fail(r, "setenv", -errno);
+
+	ret = fts_start(cfg, &srv);
+	if (ret)
+		return uns_fail(r, "mounting FUSE in the user namespace", ret);
+	ret = fts_set_data(srv, ref, SZ);
+	fd = open(fts_file(srv), O_RDONLY | O_DIRECT);
+	if (ret || fd < 0) {
+		uns_fail(r, "setting up the file", ret ? ret : -errno);
+		fts_stop(srv);
+		return r->ret;
+	}
+	ret = io_setup(NR, &ctx);
+	if (ret) {
+		uns_fail(r, "io_setup", ret);
+		close(fd);
+		fts_stop(srv);
+		return ret;
+	}
+	fts_reset(srv);
+	for (i = 0; i < NR; i++) {
+		off[i] = (off_t)i * BS;
+		bufs[i] = (char *)buf + off[i];
+	}
+	r->submitted = adio_submit(ctx, cbs, NR, fd, bufs, BS, off, false,
+				   &r->submit_ms);
+	fts_get_stats(srv, &st);
+	r->reads_by_then = st.reads;
+	if (r->submitted > 0)
+		r->reaped = adio_reap(ctx, r->submitted, res, 20000);
+	r->bad = r->reaped == NR ? adio_first_not(res, NR, BS) : 0;
+	r->diff = fts_first_diff(buf, ref, SZ);
+	fts_get_stats(srv, &st);
+	r->reads = st.reads;
+	r->max_outstanding = st.max_outstanding;
+	io_destroy(ctx);
+	close(fd);
+	fts_stop(srv);
+	return 0;
+}
+
+TEST_F_TIMEOUT(bgq, unprivileged_cap, 90)
+{
+	const char *tmp = getenv("TMPDIR");
+	char dir[256], node[300], old[32], val[16];
+	struct uns_result *r;
+	ssize_t len;
+	int pfd, status, ret;
+	pid_t pid;
+
+	if (access("/proc/self/ns/user", F_OK))
+		SKIP(return, "no user namespaces in this kernel (CONFIG_USER_NS)");
+	if (geteuid() != 0)
+		SKIP(return, "needs root");
+	pfd = open(BGREQ, O_RDONLY);
+	if (pfd < 0)
+		SKIP(return, "no %s", BGREQ);
+	len = read(pfd, old, sizeof(old) - 1);
+	close(pfd);
+	ASSERT_LT(0, len);
+	old[len] = '\0';
+
+	/* the root-mounted server of the fixture is not needed */
+	close(self->fd);
+	self->fd = -1;
+	fts_stop(self->srv);
+	self->srv = NULL;
+
+	r = mmap(NULL, sizeof(*r), PROT_READ | PROT_WRITE,
+		 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, r);
+	memset(r, 0, sizeof(*r));
+	snprintf(dir, sizeof(dir), "%s/adio_bgqueue.XXXXXX",
+		 tmp && *tmp ? tmp : "/tmp");
+	ASSERT_NE(NULL, mkdtemp(dir));
+	snprintf(node, sizeof(node), "%s/fuse", dir);
+
+	snprintf(val, sizeof(val), "%d", USER_BGREQ);
+	ret = uns_write(BGREQ, val);
+	ASSERT_EQ(0, ret) TH_LOG("setting max_user_bgreq: %s", strerror(-ret));
+	pid = fork();
+	if (pid == 0) {
+		uns_child(r, &self->cfg, dir, node, self->buf, self->ref);
+		_exit(0);
+	}
+	status = pid > 0 ? fdio_wait_child(pid, 60000) : 0;
+	if (status == -1) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &status, 0);
+	}
+	ret = uns_write(BGREQ, old);
+	unlink(node);
+	rmdir(dir);
+	EXPECT_EQ(0, ret) TH_LOG("restoring max_user_bgreq to %s", old);
+	ASSERT_LT(0, pid);
+	ASSERT_TRUE(WIFEXITED(status) && !WEXITSTATUS(status))
+		TH_LOG("the namespace child did not finish (status %#x)", status);
+	if (r->ret == 1)
+		SKIP(return, "%s", r->why);
+	ASSERT_EQ(0, r->ret) TH_LOG("%s: %s", r->why, strerror(-r->ret));
+
+	TH_LOG("max_user_bgreq %d, unprivileged server: io_submit of %d reads: %llu ms (server: %u READs received by then)",
+	       USER_BGREQ, NR, (unsigned long long)r->submit_ms,
+	       r->reads_by_then);
+	TH_LOG("server: %u READs, max outstanding %u", r->reads,
+	       r->max_outstanding);
+	EXPECT_EQ(NR, r->submitted);
+	EXPECT_EQ(NR, r->reaped);
+	EXPECT_EQ(-1, r->bad);
+	EXPECT_EQ(-1, r->diff);
+	EXPECT_EQ(NR, (int)r->reads);
+	EXPECT_LE(r->max_outstanding, (unsigned int)MAXBG);
+	EXPECT_GE(r->submit_ms, (uint64_t)(NR / MAXBG - 2) * DELAY / 2)
+		TH_LOG("io_submit did not sleep: more than max_user_bgreq - max_background requests were queued for a server without CAP_SYS_ADMIN");
+	munmap(r, sizeof(*r));
 }
 
 TEST_HARNESS_MAIN
