@@ -159,6 +159,14 @@ static void run(struct __test_metadata *_metadata, FIXTURE_DATA(coh) *self,
 	w = (struct wr){ .self = self, .aio = aio, .off = woff };
 	ASSERT_EQ(0, fdio_call_start(&self->call, do_write, &w));
 	ASSERT_EQ(0, fts_wait_outstanding(self->srv, 1, 10000));
+	/*
+	 * Read once the write is fully submitted: where all WRITEs go out at
+	 * once, wait for the second (the serial stock path sends one at a
+	 * time, and this times out), then a little more for the submission
+	 * to return, so that an invalidation done at submission is over.
+	 */
+	fts_wait_outstanding(self->srv, 2, 1000);
+	fdio_sleep_ms(100);
 
 	/* the server has (part of) the write: cache the old data */
 	r = pread(self->fd2, self->got, rlen, roff);
