@@ -15,7 +15,10 @@
  * bounded time, so that the test fails instead of hanging (a task stuck in
  * D state can not be killed; the kernel's lockdep / hung-task reports do the
  * rest).  Then a plain pwrite() from another child must succeed within a
- * bounded time, which shows that the inode lock is free.
+ * bounded time, which shows that the inode lock is free.  Only the children
+ * open the file, and they do not keep the test's stdout or stderr: a child
+ * stuck for good must not take the test process (whose close() of the file
+ * would lock the inode in FLUSH) or the harness' output pipe with it.
  *
  *  - aio_prot_none_buffer: libaio write of 128 KiB at EOF from a PROT_NONE
  *    mapping: -EFAULT, no WRITE at the server, size and data unchanged,
@@ -63,7 +66,6 @@ struct outcome {
 FIXTURE(fault) {
 	struct fts *srv;
 	struct fts_config cfg;
-	int fd;
 	void *old, *got;
 	void *bad;		/* the faulting buffer, CH bytes */
 	bool bad_mapped;
@@ -72,7 +74,6 @@ FIXTURE(fault) {
 
 FIXTURE_SETUP(fault)
 {
-	self->fd = -1;
 	adio_config(&self->cfg);
 	self->old = malloc(OLD);
 	ASSERT_NE(NULL, self->old);
@@ -87,18 +88,12 @@ FIXTURE_SETUP(fault)
 	self->bad_mapped = true;
 	ASSERT_EQ(0, fts_start(&self->cfg, &self->srv));
 	ASSERT_EQ(0, fts_set_data(self->srv, self->old, OLD));
-	self->fd = open(fts_file(self->srv), O_RDWR | O_DIRECT);
-	ASSERT_LE(0, self->fd) {
-		TH_LOG("open %s: %s", fts_file(self->srv), strerror(errno));
-	}
 	ASSERT_EQ(OLD, adio_size(fts_file(self->srv)));
 	fts_reset(self->srv);
 }
 
 FIXTURE_TEARDOWN(fault)
 {
-	if (self->fd >= 0)
-		close(self->fd);
 	fts_stop(self->srv);
 	if (self->bad_mapped)
 		munmap(self->bad, CH);
@@ -218,6 +213,24 @@ static void log_tasks(pid_t pid)
 }
 
 /*
+ * In a child: stop using the test's stdout/stderr (a child stuck for good
+ * would keep an output pipe open) and open the file.
+ */
+static int child_open(FIXTURE_DATA(fault) *self)
+{
+	int fd = open("/dev/null", O_RDWR);
+
+	if (fd >= 0) {
+		dup2(fd, STDIN_FILENO);
+		dup2(fd, STDOUT_FILENO);
+		dup2(fd, STDERR_FILENO);
+		if (fd > STDERR_FILENO)
+			close(fd);
+	}
+	return open(fts_file(self->srv), O_RDWR | O_DIRECT);
+}
+
+/*
  * The faulting write in a child, bounded; then a plain pwrite() in another
  * child, bounded; then the file must be as before plus that pwrite.
  */
@@ -235,10 +248,14 @@ static void fault_write(struct __test_metadata *_metadata,
 	pid = fork();
 	ASSERT_LE(0, pid);
 	if (!pid) {
-		if (via == VIA_AIO)
-			child_aio(self->fd, self->bad, unmap, self->out);
+		int fd = child_open(self);
+
+		if (fd < 0)
+			self->out->submit = -1000 - errno;
+		else if (via == VIA_AIO)
+			child_aio(fd, self->bad, unmap, self->out);
 		else
-			child_uring(self->fd, self->bad, self->out);
+			child_uring(fd, self->bad, self->out);
 		__atomic_store_n(&self->out->done, 1, __ATOMIC_RELEASE);
 		_exit(0);
 	}
@@ -259,6 +276,9 @@ static void fault_write(struct __test_metadata *_metadata,
 
 	TH_LOG("%s: submit %ld, res %ld", via == VIA_AIO ? "io_submit" :
 	       "io_uring_submit", self->out->submit, self->out->res);
+	ASSERT_LT(-1000, self->out->submit)
+		TH_LOG("open in the child: %s",
+		       strerror((int)(-1000 - self->out->submit)));
 	if (via == VIA_AIO && self->out->submit < 0) {
 		EXPECT_EQ(-EFAULT, self->out->submit);
 	} else {
@@ -277,8 +297,11 @@ static void fault_write(struct __test_metadata *_metadata,
 	if (pid < 0)
 		free(good);
 	ASSERT_LE(0, pid);
-	if (!pid)
-		_exit(pwrite(self->fd, good, 4096, 0) == 4096 ? 0 : 1);
+	if (!pid) {
+		int fd = child_open(self);
+
+		_exit(fd >= 0 && pwrite(fd, good, 4096, 0) == 4096 ? 0 : 1);
+	}
 	status = fdio_wait_child(pid, WAIT_MS);
 	if (status == -1) {
 		free(good);
