@@ -13,10 +13,11 @@
  *    must return the right data.  The stock module sleeps in io_submit()
  *    whenever 4 requests are in flight, so it returns only when the last
  *    round was sent (>= 1.5 s).
- *  - buffered_read_not_starved: a thread keeps 64 reads in flight for 2 s
- *    (each one resubmitted as it completes).  Once the server has seen 8
- *    of them, the test reads 64 KiB through a second descriptor of the file
- *    opened without O_DIRECT.  Readahead sends that read as a background
+ *  - buffered_read_not_starved: a thread submits 64 reads in one
+ *    io_submit() and, once that returned, keeps them in flight for 2 s
+ *    (each one resubmitted as it completes).  When the server has received
+ *    another 4 READs after that io_submit() returned, the test reads 64 KiB
+ *    through a second descriptor of the file opened without O_DIRECT.  Readahead sends that read as a background
  *    READ, which the server tells from the AIO by its flags field (no
  *    O_DIRECT).  That READ must reach the server before more than 12
  *    (2 * max_background + 4) further AIO READs: the buffered read may wait
@@ -170,9 +171,10 @@ static void bgq_restart(struct __test_metadata *_metadata,
 }
 
 /*
- * An AIO load: NR reads of BS, read i at i * BS into buf + i * BS, each
- * one submitted again as soon as it completed until until_ms; the events
- * of the last ones are waited for until give_up_ms.
+ * An AIO load: NR reads of BS, read i at i * BS into buf + i * BS, in one
+ * io_submit(), then each one submitted again as soon as it completed, for
+ * LOAD_MS after that io_submit() returned (until_ms, then "going" is set);
+ * the events of the last ones are waited for up to 20 s more.
  */
 struct aio_load {
 	io_context_t ctx;
@@ -180,6 +182,7 @@ struct aio_load {
 	char *buf;
 	const char *ref;
 	uint64_t until_ms, give_up_ms;
+	int going;		/* atomic: the first io_submit() returned */
 	struct iocb cbs[NR];
 	uint64_t sub_ns[NR];
 	/* results */
@@ -214,6 +217,9 @@ static void *aio_load_main(void *arg)
 	}
 	r = io_submit(l->ctx, NR, ptrs);
 	l->submit_ns = fdio_now_ns();
+	l->until_ms = l->submit_ns / 1000000 + LOAD_MS;
+	l->give_up_ms = l->until_ms + 20000;
+	__atomic_store_n(&l->going, 1, __ATOMIC_RELEASE);
 	if (r != NR)
 		l->err = r < 0 ? r : -EAGAIN;
 	inflight = r > 0 ? r : 0;
@@ -286,12 +292,21 @@ TEST_F_TIMEOUT(bgq, buffered_read_not_starved, 60)
 	l->fd = self->fd;
 	l->buf = self->buf;
 	l->ref = self->ref;
-	l->until_ms = fdio_now_ms() + LOAD_MS;
-	l->give_up_ms = l->until_ms + 20000;
 	ASSERT_EQ(0, pthread_create(&th, NULL, aio_load_main, l));
 
-	/* the AIO has filled the queue and is going round */
-	ASSERT_EQ(0, fts_wait_ops(self->srv, FUSE_READ, 2 * MAXBG, 10000));
+	/*
+	 * Once all 64 are queued (the stock module returns from io_submit()
+	 * only when the last ones went out) and a round was answered since,
+	 * the AIO is going round.
+	 */
+	for (i = 0; i < 2000 && !__atomic_load_n(&l->going, __ATOMIC_ACQUIRE);
+	     i++)
+		fdio_sleep_ms(10);
+	ASSERT_TRUE(__atomic_load_n(&l->going, __ATOMIC_ACQUIRE))
+		TH_LOG("io_submit() of %d reads did not return within 20 s", NR);
+	fts_get_stats(self->srv, &st);
+	ASSERT_EQ(0, fts_wait_ops(self->srv, FUSE_READ, st.reads + MAXBG,
+				  10000));
 	fts_get_stats(self->srv, &st);
 	n0 = st.reads + st.writes;
 	t0 = fdio_now_ns();
@@ -299,9 +314,9 @@ TEST_F_TIMEOUT(bgq, buffered_read_not_starved, 60)
 	t1 = fdio_now_ns();
 	pthread_join(th, NULL);
 
-	TH_LOG("buffered read of %d KiB under AIO load: %llu ms (AIO load until %llu ms after it started)",
+	TH_LOG("buffered read of %d KiB under AIO load: %llu ms (the load went on for %lld ms after the read began)",
 	       BLEN >> 10, (unsigned long long)(t1 - t0) / 1000000,
-	       (unsigned long long)(l->until_ms - t0 / 1000000));
+	       (long long)l->until_ms - (long long)(t0 / 1000000));
 	TH_LOG("AIO: first io_submit %llu ms, first event after %llu ms, %u resubmitted",
 	       (unsigned long long)(l->submit_ns - l->start_ns) / 1000000,
 	       (unsigned long long)(l->first_ev_ns ?
