@@ -8,8 +8,9 @@
  * answers each READ 100 ms after it arrived.
  *
  *  - gap_submit_past_max_background: 64 reads in one io_submit() (16
- *    rounds of 4: 1.6 s).  io_submit() must return within 800 ms, the
- *    server must never see more than 4 READs at once, and all 64 reads
+ *    rounds of 4: 1.6 s).  io_submit() must return before the server
+ *    received half of them, the server must never see more than 4 READs
+ *    at once, and all 64 reads
  *    must return the right data.  The stock module sleeps in io_submit()
  *    whenever 4 requests are in flight, so it returns only when the last
  *    round was sent (>= 1.5 s).
@@ -127,6 +128,7 @@ TEST_F_TIMEOUT(bgq, gap_submit_past_max_background, 60)
 	long res[NR];
 	struct fts_stats st;
 	uint64_t ms, t0, all;
+	unsigned int at_return;
 	long long d;
 	int i, bad;
 
@@ -138,6 +140,7 @@ TEST_F_TIMEOUT(bgq, gap_submit_past_max_background, 60)
 	ASSERT_EQ(NR, adio_submit(self->ctx, cbs, NR, self->fd, bufs, BS, off,
 				  false, &ms));
 	fts_get_stats(self->srv, &st);
+	at_return = st.reads;
 	TH_LOG("io_submit of %d reads: %llu ms (server: %u READs received by then)",
 	       NR, (unsigned long long)ms, st.reads);
 	ASSERT_EQ(NR, adio_reap(self->ctx, NR, res, 20000));
@@ -149,7 +152,12 @@ TEST_F_TIMEOUT(bgq, gap_submit_past_max_background, 60)
 	       (unsigned long long)all, st.reads, st.max_outstanding);
 	EXPECT_EQ(NR, (int)st.reads);
 	EXPECT_LE(st.max_outstanding, 4U);
-	EXPECT_LT(ms, (uint64_t)NR / 4 * DELAY / 2)
+	/*
+	 * By order, not by time (a loaded host can make io_submit() slow):
+	 * a submitter that sleeps while 4 are in flight returns only once the
+	 * server has received all but the last round.
+	 */
+	EXPECT_LE(at_return, (unsigned int)NR / 2)
 		TH_LOG("io_submit slept while max_background were in flight");
 	d = fts_first_diff(self->buf, self->ref, SZ);
 	EXPECT_EQ(-1, d) TH_LOG("data differs at %lld", d);

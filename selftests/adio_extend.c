@@ -4,12 +4,13 @@
  * opens it without FOPEN_DIRECT_IO).
  *
  *  - gap_extending_writes_do_not_wait: 8 writes of 128 KiB at increasing
- *    offsets past EOF in one io_submit(), the server holds the WRITEs for
- *    1 s.  io_submit() must return before the server answers anything,
+ *    offsets past EOF in one io_submit(), the server holds the WRITEs
+ *    until all 8 are there (or 3 s passed).  io_submit() must return
+ *    before the server answers anything,
  *    the server must have all 8 at once, and once they completed the file
  *    ends at the furthest end with the data in place.  The stock module
  *    makes each extending write blocking: io_submit() returns after 8 x
- *    1 s and the server sees one WRITE at a time.
+ *    3 s and the server sees one WRITE at a time.
  *  - failed_last_extending_write_truncated: the same 8 writes, the server
  *    fails the last one (highest offset) with EIO and answers the held
  *    batch in reverse order.  Its event is -EIO, the others succeed, a
@@ -155,7 +156,8 @@ TEST_F_TIMEOUT(ext, gap_extending_writes_do_not_wait, 60)
 	long ret;
 	int bad;
 
-	adio_hold(&self->cfg.policy, FUSE_WRITE, 1000);
+	/* the hold ends once all 8 are held; 3 s keeps a loaded host safe */
+	adio_hold(&self->cfg.policy, FUSE_WRITE, 3000);
 	start(_metadata, self, 0);
 
 	ret = submit_nw(self, &ms);
