@@ -10,6 +10,12 @@
  *    file must end at 128 KiB (the WRITEs beyond it came first).  The stock
  *    module does not count async direct IO in flight: SETATTR goes out at
  *    once, and the held WRITEs answered after it grow the file back.
+ *  - gap_otrunc_open_waits_for_aio_writes: the same, with open(O_TRUNC)
+ *    on a FUSE_ATOMIC_O_TRUNC connection (the server truncates in OPEN)
+ *    instead of ftruncate(): OPEN must reach the server after the WRITEs
+ *    were answered, and the file must end empty.  The stock module (and
+ *    v1 of the series, which waited only with writeback_cache) sends OPEN
+ *    at once.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -45,6 +51,8 @@ FIXTURE_SETUP(trunc)
 	self->fd = -1;
 	self->ctx = 0;
 	adio_config(&self->cfg);
+	/* the server truncates in OPEN (gap_otrunc_open_waits_...) */
+	self->cfg.init_flags |= FUSE_ATOMIC_O_TRUNC;
 	adio_hold(&self->cfg.policy, FUSE_WRITE, 400);
 	ASSERT_EQ(0, posix_memalign(&self->buf, 4096, SZ));
 	old = malloc(SZ);
@@ -128,6 +136,69 @@ TEST_F_TIMEOUT(trunc, gap_truncate_waits_for_aio_writes, 30)
 		TH_LOG("SETATTR reached the server before the WRITEs were answered");
 	EXPECT_EQ((size_t)CUT, fts_data_len(self->srv));
 	EXPECT_EQ(CUT, adio_size(fts_file(self->srv)));
+}
+
+static const char *otrunc_path;
+
+static long do_open_trunc(void *arg)
+{
+	int fd = open(otrunc_path, O_WRONLY | O_TRUNC);
+
+	if (fd < 0)
+		return -1;
+	close(fd);
+	return 0;
+}
+
+TEST_F_TIMEOUT(trunc, gap_otrunc_open_waits_for_aio_writes, 30)
+{
+	struct iocb cbs[NW];
+	void *bufs[NW];
+	off_t off[NW];
+	long res[NW];
+	struct fts_stats st;
+	struct fts_io *ios = NULL;
+	struct fdio_call c;
+	uint64_t ms, first, last;
+	bool waited;
+	size_t n;
+	int i, bad;
+
+	for (i = 0; i < NW; i++) {
+		off[i] = 2 * CH + (off_t)i * CH;
+		bufs[i] = (char *)self->buf + off[i];
+	}
+	ASSERT_EQ(NW, adio_submit(self->ctx, cbs, NW, self->fd, bufs, CH, off,
+				  true, &ms));
+	ASSERT_EQ(0, fts_wait_outstanding(self->srv, NW, 2000));
+
+	otrunc_path = fts_file(self->srv);
+	ASSERT_EQ(0, fdio_call_start(&c, do_open_trunc, NULL));
+	fdio_sleep_ms(100);
+	waited = !fdio_call_done(&c);
+	ASSERT_TRUE(fdio_call_join(&c, 5000));
+	EXPECT_EQ(0, c.ret) TH_LOG("open(O_TRUNC): %s", strerror(c.err));
+	EXPECT_TRUE(waited) TH_LOG("open(O_TRUNC) returned while WRITEs were held");
+
+	ASSERT_EQ(NW, adio_reap(self->ctx, NW, res, 10000));
+	bad = adio_first_not(res, NW, CH);
+	EXPECT_EQ(-1, bad) TH_LOG("write %d: %ld", bad, res[bad < 0 ? 0 : bad]);
+
+	fts_get_stats(self->srv, &st);
+	n = fts_get_ios(self->srv, &ios);
+	fdio_reply_span(ios, n, FUSE_WRITE, &first, &last);
+	free(ios);
+	TH_LOG("OPEN(O_TRUNC) truncated %u time(s), %+lld ms after the last WRITE answer; server data %zu bytes",
+	       st.open_truncs,
+	       ((long long)st.last_open_trunc_ns - (long long)last) / 1000000,
+	       fts_data_len(self->srv));
+	ASSERT_EQ(1U, st.open_truncs);
+	EXPECT_NE(0ULL, last);
+	EXPECT_GT(st.last_open_trunc_ns, last)
+		TH_LOG("OPEN(O_TRUNC) reached the server before the WRITEs were answered");
+	EXPECT_EQ(0U, fts_data_len(self->srv))
+		TH_LOG("the held WRITEs grew the truncated file back");
+	EXPECT_EQ(0, adio_size(fts_file(self->srv)));
 }
 
 TEST_HARNESS_MAIN

@@ -4,13 +4,19 @@
  * FOPEN_DIRECT_IO file (opened without O_DIRECT) whose server does not
  * answer the READs or WRITEs.
  *
- *  - gap_kill_sync_{read,write}_stalled: the server ignores INTERRUPT.  The
- *    stock serial path waits uninterruptibly for a request the server has
- *    read; the series waits killably for its sub-requests, so the process
- *    must be gone within a few seconds.
+ *  - gap_kill_sync_read_stalled: the server ignores INTERRUPT.  The stock
+ *    serial path waits uninterruptibly for a request the server has read;
+ *    the series waits killably for the sub-requests of a read into user
+ *    memory, so the process must be gone within a few seconds.
+ *  - kill_sync_write_stalled_waits: the same for a write: a killed writer
+ *    must stay until its WRITEs are answered (on every module), or they
+ *    could land after, and overwrite, a later write that was reported
+ *    done.
  *  - kill_sync_{read,write}_interrupt: the server answers an interrupted
  *    request with EINTR (as a well behaved server does): the process ends
- *    on every module.
+ *    on every module.  The write runs without FUSE_ASYNC_DIO_ALL: with it,
+ *    its WRITEs are background requests, which get no INTERRUPT, and a
+ *    killed writer waits for their answers (see above).
  *  - kill_sync_read_abort: the connection is aborted after the kill, with
  *    the requests still unanswered: the process ends, nothing hangs (on
  *    every module; the killed process may only go with the abort).
@@ -78,7 +84,7 @@ enum after { ANSWER, ABORT };
  */
 static void kill_blocked(struct __test_metadata *_metadata,
 			 FIXTURE_DATA(kill) *self, bool write, bool eintr,
-			 bool must_die, enum after after)
+			 bool must_die, bool must_stay, enum after after)
 {
 	uint32_t op = write ? FUSE_WRITE : FUSE_READ;
 	const char *name = write ? "WRITE" : "READ";
@@ -131,6 +137,12 @@ static void kill_blocked(struct __test_metadata *_metadata,
 	if (must_die) {
 		ASSERT_NE(-1, status) {
 			TH_LOG("a SIGKILLed process stayed while its %ss were with the server",
+			       name);
+		}
+	}
+	if (must_stay) {
+		ASSERT_EQ(-1, status) {
+			TH_LOG("a SIGKILLed writer went while its %ss were with the server: they could land after later writes",
 			       name);
 		}
 	}
@@ -188,27 +200,29 @@ static void kill_blocked(struct __test_metadata *_metadata,
 
 TEST_F(kill, gap_kill_sync_read_stalled)
 {
-	kill_blocked(_metadata, self, false, false, true, ANSWER);
+	kill_blocked(_metadata, self, false, false, true, false, ANSWER);
 }
 
-TEST_F(kill, gap_kill_sync_write_stalled)
+TEST_F(kill, kill_sync_write_stalled_waits)
 {
-	kill_blocked(_metadata, self, true, false, true, ANSWER);
+	kill_blocked(_metadata, self, true, false, false, true, ANSWER);
 }
 
 TEST_F(kill, kill_sync_read_interrupt)
 {
-	kill_blocked(_metadata, self, false, true, true, ANSWER);
+	kill_blocked(_metadata, self, false, true, true, false, ANSWER);
 }
 
 TEST_F(kill, kill_sync_write_interrupt)
 {
-	kill_blocked(_metadata, self, true, true, true, ANSWER);
+	/* with the opt-in, WRITEs are background requests: no INTERRUPT */
+	self->cfg.init_flags &= ~FUSE_ASYNC_DIO_ALL;
+	kill_blocked(_metadata, self, true, true, true, false, ANSWER);
 }
 
 TEST_F(kill, kill_sync_read_abort)
 {
-	kill_blocked(_metadata, self, false, false, false, ABORT);
+	kill_blocked(_metadata, self, false, false, false, false, ABORT);
 }
 
 TEST_HARNESS_MAIN

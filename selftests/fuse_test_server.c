@@ -718,6 +718,18 @@ static void handle_meta(struct fts *s, unsigned char *req, size_t len)
 			break;
 		}
 		lock(s);
+		/* atomic_o_trunc: the server truncates in OPEN */
+		if (inlen >= sizeof(struct fuse_open_in) &&
+		    (((const struct fuse_open_in *)in)->flags & O_TRUNC) &&
+		    (s->shm->st.flags & FUSE_ATOMIC_O_TRUNC)) {
+			err = -data_resize(s, 0);
+			s->shm->st.open_truncs++;
+			s->shm->st.last_open_trunc_ns = now_ns();
+			if (err) {
+				unlock(s);
+				break;
+			}
+		}
 		out.open.fh = ++s->shm->next_fh;
 		out.open.open_flags = s->shm->open_flags;
 		s->shm->st.last_open_fh = out.open.fh;

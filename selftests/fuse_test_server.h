@@ -202,6 +202,9 @@ struct fts_stats {
 	uint64_t last_setattr_size;	/* size of the last one, */
 	uint64_t first_setattr_size_ns;	/* when the first one arrived, */
 	uint64_t last_setattr_size_ns;	/* and the last (CLOCK_MONOTONIC) */
+	unsigned int open_truncs;	/* OPEN with O_TRUNC that truncated
+					 * (FUSE_ATOMIC_O_TRUNC negotiated) */
+	uint64_t last_open_trunc_ns;	/* when the last one arrived */
 };
 
 struct fts;
