@@ -80,65 +80,12 @@ FIXTURE_TEARDOWN(trunc)
 }
 
 static int trunc_fd;
+static const char *otrunc_path;
 
 static long do_truncate(void *arg)
 {
 	return ftruncate(trunc_fd, CUT);
 }
-
-TEST_F_TIMEOUT(trunc, gap_truncate_waits_for_aio_writes, 30)
-{
-	struct iocb cbs[NW];
-	void *bufs[NW];
-	off_t off[NW];
-	long res[NW];
-	struct fts_stats st;
-	struct fts_io *ios = NULL;
-	struct fdio_call c;
-	uint64_t ms, first, last;
-	bool waited;
-	size_t n;
-	int i, bad;
-
-	for (i = 0; i < NW; i++) {
-		off[i] = 2 * CH + (off_t)i * CH;
-		bufs[i] = (char *)self->buf + off[i];
-	}
-	ASSERT_EQ(NW, adio_submit(self->ctx, cbs, NW, self->fd, bufs, CH, off,
-				  true, &ms));
-	ASSERT_EQ(0, fts_wait_outstanding(self->srv, NW, 2000));
-
-	trunc_fd = self->fd;
-	ASSERT_EQ(0, fdio_call_start(&c, do_truncate, NULL));
-	fdio_sleep_ms(100);
-	waited = !fdio_call_done(&c);
-	ASSERT_TRUE(fdio_call_join(&c, 5000));
-	EXPECT_EQ(0, c.ret) TH_LOG("ftruncate: %s", strerror(c.err));
-	EXPECT_TRUE(waited) TH_LOG("ftruncate returned while WRITEs were held");
-
-	ASSERT_EQ(NW, adio_reap(self->ctx, NW, res, 10000));
-	bad = adio_first_not(res, NW, CH);
-	EXPECT_EQ(-1, bad) TH_LOG("write %d: %ld", bad, res[bad < 0 ? 0 : bad]);
-
-	fts_get_stats(self->srv, &st);
-	n = fts_get_ios(self->srv, &ios);
-	fdio_reply_span(ios, n, FUSE_WRITE, &first, &last);
-	free(ios);
-	TH_LOG("io_submit %llu ms; SETATTR(size) %u, size %llu, %+lld ms after the last WRITE answer",
-	       (unsigned long long)ms, st.setattr_sizes,
-	       (unsigned long long)st.last_setattr_size,
-	       ((long long)st.first_setattr_size_ns - (long long)last) /
-	       1000000);
-	ASSERT_EQ(1U, st.setattr_sizes);
-	EXPECT_EQ((uint64_t)CUT, st.last_setattr_size);
-	EXPECT_NE(0ULL, last);
-	EXPECT_GT(st.first_setattr_size_ns, last)
-		TH_LOG("SETATTR reached the server before the WRITEs were answered");
-	EXPECT_EQ((size_t)CUT, fts_data_len(self->srv));
-	EXPECT_EQ(CUT, adio_size(fts_file(self->srv)));
-}
-
-static const char *otrunc_path;
 
 static long do_open_trunc(void *arg)
 {
@@ -150,16 +97,22 @@ static long do_open_trunc(void *arg)
 	return 0;
 }
 
-TEST_F_TIMEOUT(trunc, gap_otrunc_open_waits_for_aio_writes, 30)
+/*
+ * NW writes inside the file, held by the server; cut() (named what) runs in
+ * a thread meanwhile and must still be waiting 100 ms later.  Reaps the
+ * writes; returns when the server answered the last WRITE (0: never).
+ */
+static uint64_t cut_during_writes(struct __test_metadata *_metadata,
+				  FIXTURE_DATA(trunc) *self,
+				  long (*cut)(void *), const char *what)
 {
 	struct iocb cbs[NW];
 	void *bufs[NW];
 	off_t off[NW];
 	long res[NW];
-	struct fts_stats st;
 	struct fts_io *ios = NULL;
 	struct fdio_call c;
-	uint64_t ms, first, last;
+	uint64_t ms, first, last = 0;
 	bool waited;
 	size_t n;
 	int i, bad;
@@ -168,26 +121,66 @@ TEST_F_TIMEOUT(trunc, gap_otrunc_open_waits_for_aio_writes, 30)
 		off[i] = 2 * CH + (off_t)i * CH;
 		bufs[i] = (char *)self->buf + off[i];
 	}
-	ASSERT_EQ(NW, adio_submit(self->ctx, cbs, NW, self->fd, bufs, CH, off,
+	EXPECT_EQ(NW, adio_submit(self->ctx, cbs, NW, self->fd, bufs, CH, off,
 				  true, &ms));
-	ASSERT_EQ(0, fts_wait_outstanding(self->srv, NW, 2000));
+	EXPECT_EQ(0, fts_wait_outstanding(self->srv, NW, 2000));
+	if (_metadata->exit_code)
+		return 0;
 
-	otrunc_path = fts_file(self->srv);
-	ASSERT_EQ(0, fdio_call_start(&c, do_open_trunc, NULL));
+	EXPECT_EQ(0, fdio_call_start(&c, cut, NULL));
+	if (_metadata->exit_code)
+		return 0;
 	fdio_sleep_ms(100);
 	waited = !fdio_call_done(&c);
-	ASSERT_TRUE(fdio_call_join(&c, 5000));
-	EXPECT_EQ(0, c.ret) TH_LOG("open(O_TRUNC): %s", strerror(c.err));
-	EXPECT_TRUE(waited) TH_LOG("open(O_TRUNC) returned while WRITEs were held");
+	EXPECT_TRUE(fdio_call_join(&c, 5000));
+	EXPECT_EQ(0, c.ret) TH_LOG("%s: %s", what, strerror(c.err));
+	EXPECT_TRUE(waited) TH_LOG("%s returned while WRITEs were held", what);
 
-	ASSERT_EQ(NW, adio_reap(self->ctx, NW, res, 10000));
+	EXPECT_EQ(NW, adio_reap(self->ctx, NW, res, 10000));
 	bad = adio_first_not(res, NW, CH);
 	EXPECT_EQ(-1, bad) TH_LOG("write %d: %ld", bad, res[bad < 0 ? 0 : bad]);
 
-	fts_get_stats(self->srv, &st);
 	n = fts_get_ios(self->srv, &ios);
 	fdio_reply_span(ios, n, FUSE_WRITE, &first, &last);
 	free(ios);
+	TH_LOG("io_submit %llu ms", (unsigned long long)ms);
+	return last;
+}
+
+TEST_F_TIMEOUT(trunc, gap_truncate_waits_for_aio_writes, 30)
+{
+	struct fts_stats st;
+	uint64_t last;
+
+	trunc_fd = self->fd;
+	last = cut_during_writes(_metadata, self, do_truncate, "ftruncate");
+	ASSERT_EQ(0, _metadata->exit_code);
+
+	fts_get_stats(self->srv, &st);
+	TH_LOG("SETATTR(size) %u, size %llu, %+lld ms after the last WRITE answer",
+	       st.setattr_sizes, (unsigned long long)st.last_setattr_size,
+	       ((long long)st.first_setattr_size_ns - (long long)last) /
+	       1000000);
+	ASSERT_EQ(1U, st.setattr_sizes);
+	EXPECT_EQ((uint64_t)CUT, st.last_setattr_size);
+	EXPECT_NE(0ULL, last);
+	EXPECT_GT(st.first_setattr_size_ns, last)
+		TH_LOG("SETATTR reached the server before the WRITEs were answered");
+	EXPECT_EQ((size_t)CUT, fts_data_len(self->srv));
+	EXPECT_EQ(CUT, adio_size(fts_file(self->srv)));
+}
+
+TEST_F_TIMEOUT(trunc, gap_otrunc_open_waits_for_aio_writes, 30)
+{
+	struct fts_stats st;
+	uint64_t last;
+
+	otrunc_path = fts_file(self->srv);
+	last = cut_during_writes(_metadata, self, do_open_trunc,
+				 "open(O_TRUNC)");
+	ASSERT_EQ(0, _metadata->exit_code);
+
+	fts_get_stats(self->srv, &st);
 	TH_LOG("OPEN(O_TRUNC) truncated %u time(s), %+lld ms after the last WRITE answer; server data %zu bytes",
 	       st.open_truncs,
 	       ((long long)st.last_open_trunc_ns - (long long)last) / 1000000,
