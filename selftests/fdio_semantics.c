@@ -438,7 +438,7 @@ TEST_F(sem, sync_write_fault_tail)
  * never for one that completes later (-EIOCBQUEUED).  On the stock module
  * every IO on FOPEN_DIRECT_IO files without O_DIRECT completed inline; with
  * the series they complete asynchronously, as O_DIRECT ones always did, so
- * the position stays (a documented change, see patch 0004).
+ * the position stays (a documented change, see patch 0007).
  */
 static void io_at_current_position(struct __test_metadata *_metadata,
 				   FIXTURE_DATA(sem) *self, enum how how,

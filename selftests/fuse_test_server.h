@@ -59,7 +59,7 @@
 #include <sys/types.h>
 #include <linux/fuse.h>
 
-/* The series' INIT flag (patches/0005); absent from the stock uapi header */
+/* The series' INIT flag (patches/0008); absent from the stock uapi header */
 #ifndef FUSE_ASYNC_DIO_ALL
 #define FUSE_ASYNC_DIO_ALL	(1ULL << 48)
 #endif
