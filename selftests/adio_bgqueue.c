@@ -64,6 +64,7 @@
 #include "kselftest_harness.h"
 #include "fuse_test_server.h"
 #include "adio_common.h"
+#include "userns_common.h"
 
 #define NR	64
 #define BS	4096
@@ -73,7 +74,6 @@
 #define LOAD_MS	2000		/* buffered_read_not_starved: AIO load */
 #define BOFF	(128 << 10)	/* ... and its buffered read */
 #define BLEN	(64 << 10)
-#define UNS_UID	1000		/* unprivileged_cap: outside uid and gid */
 #define BGREQ	"/sys/module/fuse/parameters/max_user_bgreq"
 #define USER_BGREQ	8
 
@@ -422,21 +422,6 @@ struct uns_result {
 	unsigned int reads, max_outstanding;
 };
 
-static int uns_write(const char *path, const char *s)
-{
-	ssize_t len = strlen(s), n;
-	int fd, err = 0;
-
-	fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	n = write(fd, s, len);
-	if (n != len)
-		err = n < 0 ? -errno : -EIO;
-	close(fd);
-	return err;
-}
-
 /* Record that step failed with err (1: skip the case); returns err. */
 static int uns_fail(struct uns_result *r, const char *step, int err)
 {
@@ -462,43 +447,12 @@ static int uns_child(struct uns_result *r, const struct fts_config *cfg,
 	struct fts_stats st;
 	io_context_t ctx = 0;
 	struct fts *srv;
-	struct stat sb;
-	char map[32];
+	const char *why = "";
 	int fd, i, ret;
 
-	if (stat("/dev/fuse", &sb))
-		return uns_fail(r, "stat /dev/fuse", -errno);
-	if ((sb.st_mode & 0006) != 0006) {
-		if (unshare(CLONE_NEWNS))
-			return uns_fail(r, "unshare(CLONE_NEWNS)", -errno);
-		if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL))
-			return uns_fail(r, "making / private", -errno);
-		if (mknod(node, S_IFCHR | 0666, sb.st_rdev) ||
-		    chmod(node, 0666))
-			return uns_fail(r, "mknod", -errno);
-		if (mount(node, "/dev/fuse", NULL, MS_BIND, NULL))
-			return uns_fail(r, "binding over /dev/fuse", -errno);
-	}
-	if (chown(dir, UNS_UID, UNS_UID))
-		return uns_fail(r, "chown", -errno);
-	if (setgroups(0, NULL) || setresgid(UNS_UID, UNS_UID, UNS_UID) ||
-	    setresuid(UNS_UID, UNS_UID, UNS_UID))
-		return uns_fail(r, "switching to the unprivileged uid", -errno);
-	prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);	/* to write our uid_map */
-	if (unshare(CLONE_NEWUSER | CLONE_NEWNS))
-		return uns_fail(r, "unshare(CLONE_NEWUSER) not allowed for an unprivileged user here",
-			 1);
-	ret = uns_write("/proc/self/setgroups", "deny");
-	if (ret && ret != -ENOENT)
-		return uns_fail(r, "/proc/self/setgroups", ret);
-	snprintf(map, sizeof(map), "0 %d 1", UNS_UID);
-	ret = uns_write("/proc/self/uid_map", map);
-	if (!ret)
-		ret = uns_write("/proc/self/gid_map", map);
+	ret = uns_enter(dir, node, &why);
 	if (ret)
-		return uns_fail(r, "writing uid_map/gid_map", ret);
-	if (setenv("TMPDIR", dir, 1))
-		return uns_fail(r, "setenv", -errno);
+		return uns_fail(r, why, ret);
 
 	ret = fts_start(cfg, &srv);
 	if (ret)
@@ -542,16 +496,15 @@ static int uns_child(struct uns_result *r, const struct fts_config *cfg,
 TEST_F_TIMEOUT(bgq, unprivileged_cap, 90)
 {
 	const char *tmp = getenv("TMPDIR");
+	const char *why = "";
 	char dir[256], node[300], old[32], val[16];
 	struct uns_result *r;
 	ssize_t len;
 	int pfd, status, ret;
 	pid_t pid;
 
-	if (access("/proc/self/ns/user", F_OK))
-		SKIP(return, "no user namespaces in this kernel (CONFIG_USER_NS)");
-	if (geteuid() != 0)
-		SKIP(return, "needs root");
+	if (!uns_available(&why))
+		SKIP(return, "%s", why);
 	pfd = open(BGREQ, O_RDONLY);
 	if (pfd < 0)
 		SKIP(return, "no %s", BGREQ);
@@ -576,7 +529,7 @@ TEST_F_TIMEOUT(bgq, unprivileged_cap, 90)
 	snprintf(node, sizeof(node), "%s/fuse", dir);
 
 	snprintf(val, sizeof(val), "%d", USER_BGREQ);
-	ret = uns_write(BGREQ, val);
+	ret = uns_write_file(BGREQ, val);
 	ASSERT_EQ(0, ret) TH_LOG("setting max_user_bgreq: %s", strerror(-ret));
 	pid = fork();
 	if (pid == 0) {
@@ -588,7 +541,7 @@ TEST_F_TIMEOUT(bgq, unprivileged_cap, 90)
 		kill(pid, SIGKILL);
 		waitpid(pid, &status, 0);
 	}
-	ret = uns_write(BGREQ, old);
+	ret = uns_write_file(BGREQ, old);
 	unlink(node);
 	rmdir(dir);
 	EXPECT_EQ(0, ret) TH_LOG("restoring max_user_bgreq to %s", old);

@@ -49,8 +49,8 @@
 #include "kselftest_harness.h"
 #include "fuse_test_server.h"
 #include "adio_common.h"
+#include "userns_common.h"
 
-#define UNS_UID		1000	/* outside uid (and gid) of the namespace */
 #define CH		FDIO_CHUNK
 #define OLD		(2 * CH)	/* initial file size */
 #define BIG		(4 * CH)	/* the extending write */
@@ -99,76 +99,17 @@ FIXTURE_TEARDOWN(uns)
 	free(self->got);
 }
 
-static int write_file(const char *path, const char *s)
-{
-	ssize_t len = strlen(s), n;
-	int fd, err = 0;
-
-	fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	n = write(fd, s, len);
-	if (n != len)
-		err = n < 0 ? -errno : -EIO;
-	close(fd);
-	return err;
-}
-
 /*
- * /dev/fuse usable by UNS_UID: devtmpfs makes it 0600 root.  Then bind a
- * 0666 node of the same device over it in a private mount namespace of
- * this process (not changing the device's mode for everybody else).
- */
-static int fuse_dev_for_uid(FIXTURE_DATA(uns) *self, const char **why)
-{
-	struct stat st;
-
-	if (stat("/dev/fuse", &st)) {
-		*why = "stat /dev/fuse";
-		return -errno;
-	}
-	if ((st.st_mode & 0006) == 0006)
-		return 0;
-	if (unshare(CLONE_NEWNS)) {
-		*why = "unshare(CLONE_NEWNS)";
-		return -errno;
-	}
-	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL)) {
-		*why = "make / private";
-		return -errno;
-	}
-	snprintf(self->node, sizeof(self->node), "%s/fuse", self->dir);
-	if (mknod(self->node, S_IFCHR | 0666, st.st_rdev) ||
-	    chmod(self->node, 0666)) {
-		*why = "mknod";
-		return -errno;
-	}
-	if (mount(self->node, "/dev/fuse", NULL, MS_BIND, NULL)) {
-		*why = "bind mount over /dev/fuse";
-		return -errno;
-	}
-	return 0;
-}
-
-/*
- * Become root of a new user namespace that maps only UNS_UID, with a
- * temporary dir for the mount point: 0, or 1 if the case was skipped
- * (reason in *why), or -errno (step in *why).
+ * Root of a new user namespace that maps only UNS_UID, with a temporary
+ * dir for the mount point: 0, or 1 if the case was skipped (reason in
+ * *why), or -errno (step in *why).
  */
 static int enter_userns(FIXTURE_DATA(uns) *self, const char **why)
 {
 	const char *tmp = getenv("TMPDIR");
-	char map[64];
-	int ret;
 
-	if (access("/proc/self/ns/user", F_OK)) {
-		*why = "no user namespaces in this kernel (CONFIG_USER_NS)";
+	if (!uns_available(why))
 		return 1;
-	}
-	if (geteuid() != 0) {
-		*why = "needs root (to switch to an unprivileged uid)";
-		return 1;
-	}
 	snprintf(self->dir, sizeof(self->dir), "%s/adio_userns.XXXXXX",
 		 tmp && *tmp ? tmp : "/tmp");
 	if (!mkdtemp(self->dir)) {
@@ -176,47 +117,8 @@ static int enter_userns(FIXTURE_DATA(uns) *self, const char **why)
 		*why = "mkdtemp";
 		return -errno;
 	}
-	ret = fuse_dev_for_uid(self, why);
-	if (ret)
-		return ret;
-	if (chown(self->dir, UNS_UID, UNS_UID)) {
-		*why = "chown";
-		return -errno;
-	}
-	if (setgroups(0, NULL) || setresgid(UNS_UID, UNS_UID, UNS_UID) ||
-	    setresuid(UNS_UID, UNS_UID, UNS_UID)) {
-		*why = "switching to the unprivileged uid";
-		return -errno;
-	}
-	/* setuid made us non-dumpable: /proc/self/uid_map root's then */
-	prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
-	if (unshare(CLONE_NEWUSER | CLONE_NEWNS)) {
-		*why = "unshare(CLONE_NEWUSER) not allowed for an unprivileged user here";
-		return 1;
-	}
-	ret = write_file("/proc/self/setgroups", "deny");
-	if (ret && ret != -ENOENT) {
-		*why = "/proc/self/setgroups";
-		return ret;
-	}
-	snprintf(map, sizeof(map), "0 %d 1", UNS_UID);
-	ret = write_file("/proc/self/uid_map", map);
-	if (!ret)
-		ret = write_file("/proc/self/gid_map", map);
-	if (ret) {
-		*why = "writing uid_map/gid_map";
-		return ret;
-	}
-	if (getuid() != 0 || geteuid() != 0) {
-		*why = "not uid 0 in the new user namespace";
-		return -EPERM;
-	}
-	/* fts_start() makes its mount point under $TMPDIR */
-	if (setenv("TMPDIR", self->dir, 1)) {
-		*why = "setenv";
-		return -errno;
-	}
-	return 0;
+	snprintf(self->node, sizeof(self->node), "%s/fuse", self->dir);
+	return uns_enter(self->dir, self->node, why);
 }
 
 /* Policy hook: fail the WRITE at file offset *(uint64_t *)arg with EIO. */
