@@ -9,12 +9,60 @@
 
 FUSE_ADIO_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 FUSE_ADIO_CACHE=${FUSE_ADIO_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/fuse-adio}
-KSRC_DEFAULT=/usr/src/linux-source-6.12.tar.xz
+# The kernel bases the project carries a series for: mainline (7.3, the
+# series in patches/) and the 6.12 stable backport (patches/6.12/).  BASE
+# picks one (default BASE_DEFAULT); KSRC, when given, picks the base by its
+# version instead, and a BASE that disagrees with it is an error.
+BASES="7.3 6.12"
+BASE_DEFAULT=7.3
 
 die() {
 	printf '%s: error: %s\n' "${0##*/}" "$*" >&2
 	exit 1
 }
+
+# The base a kernel version belongs to (7.3.4 -> 7.3), or nothing.
+version_base() {
+	local b
+	for b in $BASES; do
+		case "$1" in
+		"$b"|"$b".*|"$b"-*|"$b"+*) echo "$b"; return 0 ;;
+		esac
+	done
+	return 0
+}
+
+base_check() {
+	case " $BASES " in
+	*" $1 "*) ;;
+	*) die "BASE=$1: the series exists for these bases only: $BASES" ;;
+	esac
+}
+
+# Debian's source package of a base.
+base_ksrc() {
+	echo "/usr/src/linux-source-$1.tar.xz"
+}
+
+# Where a base's series lives.
+base_series_dir() {
+	if [ "$1" = "$BASE_DEFAULT" ]; then
+		echo "$FUSE_ADIO_TOP/patches"
+	else
+		echo "$FUSE_ADIO_TOP/patches/$1"
+	fi
+}
+
+# KSRC from what the user gave: KSRC itself, or BASE's source package, or
+# the default base's.  BASE stays set (and exported) only if the user set
+# it; ksrc_prepare() then insists that KSRC is of that base.
+resolve_base() {
+	[ -z "${BASE:-}" ] || base_check "$BASE"
+	[ -n "${KSRC:-}" ] || KSRC=$(base_ksrc "${BASE:-$BASE_DEFAULT}")
+	export KSRC
+	[ -z "${BASE:-}" ] || export BASE
+}
+
 
 note() {
 	printf '%s: %s\n' "${0##*/}" "$*" >&2
@@ -26,9 +74,10 @@ tree_version() {
 }
 
 # Unpack a kernel source tarball once into the cache, or accept a source
-# tree; print the directory.  Refuse anything that is not Linux 6.12.
+# tree; print the directory.  Refuse a version with no series, and one that
+# is not of BASE when BASE is set.
 ksrc_prepare() {
-	local ksrc=${1:-$KSRC_DEFAULT} dir sha stamp ver
+	local ksrc=${1:-$KSRC} dir sha stamp ver base
 
 	if [ -d "$ksrc" ]; then
 		[ -f "$ksrc/Makefile" ] && [ -d "$ksrc/fs/fuse" ] ||
@@ -55,17 +104,25 @@ ksrc_prepare() {
 			mv "$dir.tmp" "$dir"
 			touch "$dir/.unpacked"
 		fi
-	elif [ "$ksrc" = "$KSRC_DEFAULT" ]; then
-		die "KSRC=$ksrc does not exist: apt-get install linux-source-6.12, or pass KSRC=<6.12 source tree or tarball>"
 	else
-		die "KSRC=$ksrc does not exist: pass KSRC=<6.12 source tree or tarball>"
+		base=${BASE:-$BASE_DEFAULT}
+		if [ "$ksrc" = "$(base_ksrc "$base")" ]; then
+			die "KSRC=$ksrc does not exist: run scripts/install-deps (apt-get install linux-source-$base), or pass KSRC=<source tree or tarball>"
+		fi
+		die "KSRC=$ksrc does not exist: pass KSRC=<a $BASES source tree or tarball>"
 	fi
 	ver=$(tree_version "$dir")
-	case "$ver" in
-	6.12|6.12.*) ;;
-	*) die "KSRC=$ksrc is Linux ${ver:-of unknown version}, not 6.12: pass a 6.12 source (e.g. KSRC=$KSRC_DEFAULT)" ;;
-	esac
+	base=$(version_base "$ver")
+	[ -n "$base" ] ||
+		die "KSRC=$ksrc is Linux ${ver:-of unknown version}: the series exists for $BASES only"
+	[ -z "${BASE:-}" ] || [ "$BASE" = "$base" ] ||
+		die "KSRC=$ksrc is Linux $ver, but BASE=$BASE: drop one of them or make them agree"
 	echo "$dir"
+}
+
+# The base of a prepared source tree.
+ksrc_base() {
+	version_base "$(tree_version "$1")"
 }
 
 # Identity of a source tree for cache keys: its version plus, for a git
@@ -114,16 +171,20 @@ uapi_headers() {
 	echo "$dir/usr/include"
 }
 
-# The patches of patches/series in order, as absolute paths, one a line.
+# The patches of a base's series file in order, as absolute paths, one a
+# line (base: the base of source tree $1).
 series_patches() {
-	local name
-	[ -f "$FUSE_ADIO_TOP/patches/series" ] || return 0
+	local base dir name
+	base=$(ksrc_base "$1")
+	dir=$(base_series_dir "$base")
+	[ -f "$dir/series" ] ||
+		die "no series for Linux $base: ${dir#"$FUSE_ADIO_TOP"/}/series is missing"
 	while read -r name _; do
 		case "$name" in ''|'#'*) continue ;; esac
-		[ -f "$FUSE_ADIO_TOP/patches/$name" ] ||
-			die "patches/series lists $name, which does not exist in patches/"
-		echo "$FUSE_ADIO_TOP/patches/$name"
-	done <"$FUSE_ADIO_TOP/patches/series"
+		[ -f "$dir/$name" ] ||
+			die "${dir#"$FUSE_ADIO_TOP"/}/series lists $name, which does not exist there"
+		echo "$dir/$name"
+	done <"$dir/series"
 }
 
 # Content hash of a list of patch files (none: the stock source).
