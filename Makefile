@@ -13,17 +13,21 @@
 #   make kernel [FLAVOUR=debug|perf]  build (once) a test kernel
 #   make vm CMD='...' [FLAVOUR=..] [MODULE=..]  run a command in the guest
 #
-# Knobs: KSRC (kernel source tree or tarball, default Debian's
-# /usr/src/linux-source-6.12.tar.xz), KDIR (kernel build tree, default
-# the project's debug test kernel), FUSE_ADIO_CACHE (default
+# Knobs: BASE=7.3|6.12 (the kernel base: mainline, patches/, or the 6.12
+# backport, patches/6.12/; default 7.3, and make check runs both when
+# neither BASE nor KSRC is given), KSRC (kernel source tree or tarball,
+# default Debian's /usr/src/linux-source-$(BASE).tar.xz; its version picks
+# the base), KDIR (kernel build tree, default the project's debug test
+# kernel of the base), FUSE_ADIO_CACHE (default
 # ~/.cache/fuse-adio), FUSE_ADIO_ACCEL=kvm to use KVM on real hardware.
 
-KSRC ?= /usr/src/linux-source-6.12.tar.xz
+BASE ?=
+KSRC ?=
 KDIR ?=
 FLAVOUR ?= debug
 MODULE ?= patched
 CMD ?= sh
-export KSRC KDIR
+export BASE KSRC KDIR
 
 S := $(CURDIR)/scripts
 

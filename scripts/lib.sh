@@ -137,6 +137,17 @@ ksrc_identity() {
 	fi
 }
 
+# The config fragments of a flavour for source tree $2, one path a line:
+# base.config, base-<base>.config if there is one, <flavour>.config.
+kernel_fragments() {
+	local b
+	b=$(ksrc_base "$2")
+	echo "$FUSE_ADIO_TOP/configs/base.config"
+	[ ! -f "$FUSE_ADIO_TOP/configs/base-$b.config" ] ||
+		echo "$FUSE_ADIO_TOP/configs/base-$b.config"
+	echo "$FUSE_ADIO_TOP/configs/$1.config"
+}
+
 # Cache directory of a test kernel flavour built from source $2.  The key
 # covers the source, the config fragments, the build recipe version (bump
 # KERNEL_RECIPE in build-kernel when the way of building changes) and the
@@ -144,10 +155,10 @@ ksrc_identity() {
 kernel_build_dir() {
 	local flavour=$1 srcdir=$2 key
 	[ -f "$FUSE_ADIO_TOP/configs/$flavour.config" ] ||
-		die "unknown test kernel '$flavour': choose one of $(cd "$FUSE_ADIO_TOP/configs" && ls ./*.config | sed 's,^\./,,; s,\.config$,,' | grep -v '^base$' | tr '\n' ' ')"
+		die "unknown test kernel '$flavour': choose one of $(cd "$FUSE_ADIO_TOP/configs" && ls ./*.config | sed 's,^\./,,; s,\.config$,,' | grep -v '^base' | tr '\n' ' ')"
 	key=$( {
 		ksrc_identity "$srcdir"
-		cat "$FUSE_ADIO_TOP/configs/base.config" "$FUSE_ADIO_TOP/configs/$flavour.config"
+		kernel_fragments "$flavour" "$srcdir" | xargs cat
 		grep "^KERNEL_RECIPE=" "$FUSE_ADIO_TOP/scripts/build-kernel"
 		flavour_make_args "$flavour"
 		flavour_cc_version "$flavour"
