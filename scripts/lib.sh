@@ -35,7 +35,7 @@ version_base() {
 base_check() {
 	case " $BASES " in
 	*" $1 "*) ;;
-	*) die "BASE=$1: the series exists for these bases only: $BASES" ;;
+	*) die "BASE=$1: the series exists for ${BASES// / and } only" ;;
 	esac
 }
 
@@ -109,12 +109,12 @@ ksrc_prepare() {
 		if [ "$ksrc" = "$(base_ksrc "$base")" ]; then
 			die "KSRC=$ksrc does not exist: run scripts/install-deps (apt-get install linux-source-$base), or pass KSRC=<source tree or tarball>"
 		fi
-		die "KSRC=$ksrc does not exist: pass KSRC=<a $BASES source tree or tarball>"
+		die "KSRC=$ksrc does not exist: pass KSRC=<a ${BASES// / or } source tree or tarball>"
 	fi
 	ver=$(tree_version "$dir")
 	base=$(version_base "$ver")
 	[ -n "$base" ] ||
-		die "KSRC=$ksrc is Linux ${ver:-of unknown version}: the series exists for $BASES only"
+		die "KSRC=$ksrc is Linux ${ver:-of unknown version}: the series exists for ${BASES// / and } only (BASE=...)"
 	[ -z "${BASE:-}" ] || [ "$BASE" = "$base" ] ||
 		die "KSRC=$ksrc is Linux $ver, but BASE=$BASE: drop one of them or make them agree"
 	echo "$dir"
