@@ -43,12 +43,14 @@ for t in "${tests[@]}"; do
 		failed=$((failed + 1))
 		continue
 	fi
+	start=$SECONDS
 	if command -v timeout >/dev/null; then
 		(cd "$bindir" && timeout -k 10 "$limit" "$bin") 2>&1 | tee "$log"
 	else
 		(cd "$bindir" && "$bin") 2>&1 | tee "$log"
 	fi
 	rc=${PIPESTATUS[0]}
+	echo "# ===== $t: $((SECONDS - start)) s"
 
 	plan=$(sed -n 's/^1\.\.\([0-9][0-9]*\).*/\1/p' "$log" | head -n 1)
 	p=$(grep -E '^ok [0-9]+ ' "$log" | grep -vcE '# SKIP')
