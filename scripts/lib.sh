@@ -239,3 +239,31 @@ kdir_make_args() {
 		die "KDIR=$kdir was built with clang $major, which is not installed (apt-get install clang-$major lld-$major llvm-$major)"
 	fi
 }
+
+# flavour_module FLAVOUR VARIANT KDIR SRCDIR: print the fuse.ko (patched or
+# stock) for the FLAVOUR test kernel in KDIR, built from SRCDIR, building it
+# first into logs/modules/<base>/FLAVOUR-VARIANT unless it is there and
+# still of the same series, source and kernel.  For the kernels make's own
+# fs-fuse/ and fs-fuse-stock/ were not built for (the perf flavour, or the
+# other base).
+flavour_module() {
+	local flavour=$1 variant=$2 kdir=$3 srcdir=$4 dir want list stock=
+	dir="$FUSE_ADIO_TOP/logs/modules/$(ksrc_base "$srcdir")/$flavour-$variant"
+	if [ "$variant" = stock ]; then
+		want=$(series_id) stock=--stock
+	else
+		list=$(series_patches "$srcdir") || return 1
+		# shellcheck disable=SC2086
+		want=$(series_id $list)
+	fi
+	if ! { [ -f "$dir/fuse.ko" ] && [ -f "$dir/.staged" ] && [ -f "$dir/.kdir" ] &&
+	       [ "$(cat "$dir/.kdir")" = "$kdir" ] &&
+	       [ "$(sed -n 's/^series_id=//p' "$dir/.staged")" = "$want" ] &&
+	       [ "$(sed -n 's/^source=//p' "$dir/.staged")" = "$srcdir" ] &&
+	       [ "$dir/fuse.ko" -nt "$dir/.staged" ]; }; then
+		"$FUSE_ADIO_TOP/scripts/build-module" --kdir "$kdir" --ksrc "$srcdir" \
+			--out "$dir" $stock >&2 ||
+			die "building the $variant fuse.ko for the $flavour kernel failed"
+	fi
+	echo "$dir/fuse.ko"
+}
