@@ -613,6 +613,17 @@ static void handle_init(struct fts *s, const struct fuse_in_header *ih,
 	out.max_write = s->cfg.max_write;
 	out.time_gran = 1;
 	out.max_pages = s->cfg.max_pages;
+	if (flags & FUSE_REQUEST_TIMEOUT) {
+		/*
+		 * init_out.request_timeout follows max_stack_depth; 6.12's
+		 * header calls those bytes unused, so place it by offset.
+		 */
+		uint16_t t = s->cfg.request_timeout;
+
+		memcpy((char *)&out + offsetof(struct fuse_init_out,
+					       max_stack_depth) +
+		       sizeof(out.max_stack_depth), &t, sizeof(t));
+	}
 
 	if (in->major != FUSE_KERNEL_VERSION)
 		fts_log("INIT: kernel protocol %u.%u, we speak %u.%u",

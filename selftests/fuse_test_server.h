@@ -63,6 +63,10 @@
 #ifndef FUSE_ASYNC_DIO_ALL
 #define FUSE_ASYNC_DIO_ALL	(1ULL << 48)
 #endif
+/* Request timeouts (6.14); absent from 6.12's uapi header */
+#ifndef FUSE_REQUEST_TIMEOUT
+#define FUSE_REQUEST_TIMEOUT	(1ULL << 42)
+#endif
 
 #define FTS_ROOT_INO	1
 #define FTS_FILE_INO	2
@@ -165,6 +169,9 @@ struct fts_config {
 	uint32_t max_readahead;
 	uint16_t max_background;
 	uint16_t congestion_threshold;
+	uint16_t request_timeout;	/* seconds, sent when init_flags has
+					 * FUSE_REQUEST_TIMEOUT and the kernel
+					 * offers it (6.14+) */
 	/* OPEN reply */
 	uint32_t open_flags;		/* FOPEN_*, see fts_set_open_flags() */
 	/* attributes of "file" */
