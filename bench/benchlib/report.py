@@ -63,11 +63,68 @@ def aggregate(plan, runs, meta):
                 pairs.append(round(pv / sv, 3))
         e["ratio_per_rep"] = pairs
         out.append(e)
+    by_id = {e["id"]: e for e in out}
+    for d in plan["workloads"]:
+        w = from_dict(d)
+        if w.model_k and w.model_twin in by_id:
+            by_id[w.id]["model"] = model(w, by_id[w.id], by_id[w.model_twin])
     return {"meta": {**plan["meta"], "guest": meta[0] if meta else None,
                      "reps": plan["reps"], "quick": plan["quick"]},
             "workloads": out,
             "failures": [{k: r.get(k) for k in ("rep", "workload", "variant", "error")}
                          for r in failures]}
+
+
+def model(w, e, twin):
+    """The row's limit from a latency model.  Per unit of model_unit_kib
+    (one dd block, or one iodepth's worth of writes), with L the server's
+    latency and C each module's time per unit at zero latency (the twin,
+    same guests): the stock module sends the k requests of a unit one after
+    the other, k * L + C_stock; the patched one all at once, L + C_patched.
+    The limit of the ratio is the quotient; share is how much of it the
+    medians reached."""
+    unit = w.model_unit_kib / 1024          # MiB, as the MB/s figures
+    lat = w.server.latency_us / 1e6
+    c = {}
+    for v in ("stock", "patched"):
+        t = twin[v]["mbps"]
+        if not t or not t["median"]:
+            return None
+        c[v] = unit / t["median"]
+    lim_s = unit / (w.model_k * lat + c["stock"])
+    lim_p = unit / (lat + c["patched"])
+    m = {"k": w.model_k, "latency_ms": lat * 1e3, "unit_kib": w.model_unit_kib,
+         "c_ms": {v: round(c[v] * 1e3, 2) for v in c},
+         "limit_mbps": {"stock": round(lim_s, 2), "patched": round(lim_p, 2)},
+         "limit_ratio": round(lim_p / lim_s, 2)}
+    s, p = e["stock"]["mbps"], e["patched"]["mbps"]
+    if s and p:
+        m["share"] = {"stock": round(s["median"] / lim_s, 3),
+                      "patched": round(p["median"] / lim_p, 3)}
+        if e["ratio"]:
+            m["ratio_share"] = round(e["ratio"] / m["limit_ratio"], 3)
+    return m
+
+
+def model_markdown(res):
+    """The latency-model table ('' when no row has a model)."""
+    rows = [e for e in res["workloads"] if e.get("model")]
+    if not rows:
+        return ""
+    lines = ["", "**latency model** (per 2 MiB unit: stock k * L + C, patched L + C; "
+             "C from the zero-latency twin in the same guests)", "",
+             "| workload | L ms | k | C stock / patched ms | limit MB/s stock / patched "
+             "| limit ratio | measured ratio | share of limit |",
+             "|---|--:|--:|--:|--:|--:|--:|--:|"]
+    for e in rows:
+        m = e["model"]
+        ratio = f"{e['ratio']:.2f}" if e["ratio"] else "-"
+        share = f"{m['ratio_share'] * 100:.0f}%" if m.get("ratio_share") else "-"
+        lines.append(f"| {e['label']} | {m['latency_ms']:g} | {m['k']} "
+                     f"| {_num(m['c_ms']['stock'])} / {_num(m['c_ms']['patched'])} "
+                     f"| {_num(m['limit_mbps']['stock'])} / {_num(m['limit_mbps']['patched'])} "
+                     f"| {m['limit_ratio']:.2f} | {ratio} | {share} |")
+    return "\n".join(lines) + "\n"
 
 
 def _num(x):
@@ -108,7 +165,7 @@ def markdown(res):
         lines.append(f"| {e['label']} | {_mm(e['stock']['mbps'])} | {_mm(e['patched']['mbps'])} "
                      f"| **{ratio}** | {_iops(e)} | {_inflight(e)} "
                      f"| {_num(e['raw']['mbps']['median']) if e['raw']['mbps'] else 'FAIL'} |")
-    return "\n".join(lines).lstrip("\n") + "\n"
+    return "\n".join(lines).lstrip("\n") + "\n" + model_markdown(res)
 
 
 def text(res, width=40):
@@ -124,4 +181,9 @@ def text(res, width=40):
         sp = f"{_num(s['median']) if s else 'FAIL':>9} / {_num(p['median']) if p else 'FAIL':<9}"
         ratio = f"{e['ratio']:.2f}" if e["ratio"] else "-"
         lines.append(f"  {e['label']:{width}} {sp}  {ratio:>5}  {_inflight(e)}")
+        m = e.get("model")
+        if m:
+            share = f", {m['ratio_share'] * 100:.0f}% of it" if m.get("ratio_share") else ""
+            lines.append(f"  {'':{width}} model limit {m['limit_ratio']:.2f}x{share}"
+                         f" (C {_num(m['c_ms']['stock'])} / {_num(m['c_ms']['patched'])} ms)")
     return "\n".join(lines).lstrip("\n") + "\n"

@@ -64,6 +64,13 @@ class Workload:
     runtime: int = 2
     quick: bool = False
     timeout: int = 240       # seconds, per run
+    # latency model (report.model): the stock module sends model_k requests
+    # of a model_unit_kib unit one after the other, the patched one all at
+    # once; model_twin is the same workload at zero latency, whose times
+    # give each module's fixed cost C per unit.
+    model_k: int = 0
+    model_unit_kib: int = 0
+    model_twin: str = ""
 
     def to_dict(self):
         d = asdict(self)
@@ -76,7 +83,10 @@ TMPFS = Server()
 DIO = Server(direct_io=True)
 LAT1 = Server(latency_us=1000)
 DIO_LAT1 = Server(direct_io=True, latency_us=1000)
-DIO_LAT10 = Server(direct_io=True, latency_us=10000)
+# the latency-model rows: 10 ms, and enough background slots (32) for all
+# 16 requests of a 2 MiB unit at once
+DIO_BG32 = Server(direct_io=True, max_background=32)
+DIO_LAT10_BG32 = Server(direct_io=True, latency_us=10000, max_background=32)
 
 
 def _2012(prefix, group, server, size_mb=512, odirect=True, which="dd-read dd-write aio-read aio-write",
@@ -117,6 +127,27 @@ def _fio(engine, op, bs, iodepth, numjobs=1, server=DIO_LAT1, odirect=None,
                     size_mb=size_mb, quick=quick)
 
 
+def _model(group, server, twin_server):
+    """FOPEN_DIRECT_IO dd 2 MiB read and write (16 requests of 128 KiB per
+    dd block) and extending libaio writes of 128 KiB at iodepth 16 (16
+    requests per unit), at the latency of server, each with its twin on
+    twin_server (zero latency) that gives the model's C."""
+    rows, twins = [], []
+    for op in ("read", "write"):
+        dd = Workload(id=f"model-dd-{op}", group=group, label=f"dd {op} 2M", tool="dd",
+                      op=op, server=server, size_mb=64)
+        rows.append(dd)
+        twins.append(replace(dd, id=f"model-c-dd-{op}", server=twin_server, size_mb=256))
+    f = replace(_fio("libaio", "write", "128k", 16, server=server, extend=True, group=group),
+                id="model-fio-ext-write", runtime=4)
+    rows.append(f)
+    twins.append(replace(f, id="model-c-fio-ext-write", server=twin_server))
+    twin_group = group + ": zero-latency twins (the model's C)"
+    return ([replace(r, model_k=16, model_unit_kib=2048, model_twin=t.id)
+             for r, t in zip(rows, twins)]
+            + [replace(t, group=twin_group) for t in twins])
+
+
 def _threads(base, server, what):
     """base with another server thread configuration."""
     tag = f"t{server.threads}" + ("c" if server.clone_fd else "")
@@ -138,8 +169,9 @@ def matrix():
     #    FOPEN_DIRECT_IO files opened without O_DIRECT (the usual case)
     w += _2012("dio-buf-lat1k", "2012 commands (128 MiB) without O_DIRECT, FOPEN_DIRECT_IO, lat 1000 us",
                DIO_LAT1, size_mb=128, odirect=False, which="aio-read aio-write")
-    w += _2012("dio-lat10k", "2012 commands (32 MiB), FOPEN_DIRECT_IO, lat 10000 us", DIO_LAT10,
-               size_mb=32, which="dd-read")
+    # 5. the latency model: 10 ms, max_background 32, 128 KiB requests
+    w += _model("latency model: FOPEN_DIRECT_IO, lat 10000 us, max_bg 32",
+                DIO_LAT10_BG32, DIO_BG32)
     # 3. fio, libaio and io_uring (FOPEN_DIRECT_IO files without O_DIRECT,
     #    normal files with it)
     w += [
@@ -165,6 +197,7 @@ def matrix():
     ids = [x.id for x in w]
     dup = {i for i in ids if ids.count(i) > 1}
     assert not dup, f"duplicate workload ids: {dup}"
+    assert all(x.model_twin in ids for x in w if x.model_twin), "model twin missing"
     return w
 
 
@@ -185,4 +218,7 @@ def select(workloads, quick=False, only=None):
     if only:
         rx = re.compile(only)
         out = [w for w in out if rx.search(w.id)]
-    return out
+    # a model row needs its twin in the same guests
+    ids = {w.id for w in out}
+    need = {w.model_twin for w in out if w.model_twin} - ids
+    return [w for w in workloads if w in out or w.id in need]
