@@ -16,6 +16,13 @@
  *    were answered, and the file must end empty.  The stock module (and
  *    v1 of the series, which waited only with writeback_cache) sends OPEN
  *    at once.
+ *  - truncate_wait_killable, otrunc_open_wait_killable: one WRITE held by
+ *    the server until the test lets it go; a child process truncates the
+ *    file (ftruncate(), or open(O_TRUNC)) and is sent SIGKILL 200 ms later.
+ *    The child must be gone within 3 s while the WRITE is still held, and
+ *    a child killed while it waited must not have truncated anything.  The
+ *    wait for writes in flight is up to the server, so it must be killable
+ *    (stock passes: it does not wait at all).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -23,6 +30,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libaio.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -199,6 +207,89 @@ TEST_F_TIMEOUT(trunc, gap_otrunc_open_waits_for_aio_writes, 30)
 	EXPECT_EQ(0U, fts_data_len(self->srv))
 		TH_LOG("the held WRITEs grew the truncated file back");
 	EXPECT_EQ(0, adio_size(fts_file(self->srv)));
+}
+
+/*
+ * One WRITE held until released; a child runs cut() and gets SIGKILL 200 ms
+ * later: it must be reaped within 3 s with the WRITE still held.  *waited:
+ * the child was still in cut() when it was killed.
+ */
+static void kill_cut_during_write(struct __test_metadata *_metadata,
+				  FIXTURE_DATA(trunc) *self,
+				  long (*cut)(void *), bool *waited)
+{
+	struct fts_policy pol = { 0 };
+	struct iocb cb;
+	void *bufs[1] = { self->buf };
+	off_t off[1] = { 2 * CH };
+	long res[1];
+	uint64_t ms, t0;
+	pid_t pid, r = 0;
+	int status;
+
+	adio_hold(&pol, FUSE_WRITE, 0);
+	fts_set_policy(self->srv, &pol);
+	ASSERT_EQ(1, adio_submit(self->ctx, &cb, 1, self->fd, bufs, CH, off,
+				 true, &ms));
+	ASSERT_EQ(0, fts_wait_outstanding(self->srv, 1, 2000));
+
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0)
+		_exit(cut(NULL) ? 1 : 0);
+	fdio_sleep_ms(200);
+	*waited = waitpid(pid, &status, WNOHANG) == 0;
+	if (*waited) {
+		ASSERT_EQ(0, kill(pid, SIGKILL));
+		t0 = fdio_now_ms();
+		while ((r = waitpid(pid, &status, WNOHANG)) == 0 &&
+		       fdio_now_ms() - t0 < 3000)
+			fdio_sleep_ms(10);
+		TH_LOG("child %s %llu ms after SIGKILL",
+		       r == pid ? "gone" : "still there",
+		       (unsigned long long)(fdio_now_ms() - t0));
+	}
+	/* the held WRITE is what the child waits for: let it go either way */
+	fts_set_policy(self->srv, &(struct fts_policy){ 0 });
+	fts_release_held(self->srv);
+	if (*waited && r != pid)
+		waitpid(pid, &status, 0);
+	EXPECT_EQ(1, adio_reap(self->ctx, 1, res, 10000));
+	EXPECT_EQ(CH, res[0]);
+	EXPECT_TRUE(!*waited || r == pid)
+		TH_LOG("SIGKILL did not end a wait for a held WRITE");
+}
+
+TEST_F_TIMEOUT(trunc, truncate_wait_killable, 30)
+{
+	struct fts_stats st;
+	bool waited;
+
+	trunc_fd = self->fd;
+	kill_cut_during_write(_metadata, self, do_truncate, &waited);
+	fts_get_stats(self->srv, &st);
+	TH_LOG("child %s; SETATTR(size) %u", waited ? "waited" : "did not wait",
+	       st.setattr_sizes);
+	if (waited) {
+		EXPECT_EQ(0U, st.setattr_sizes);
+		EXPECT_EQ(SZ, adio_size(fts_file(self->srv)));
+	}
+}
+
+TEST_F_TIMEOUT(trunc, otrunc_open_wait_killable, 30)
+{
+	struct fts_stats st;
+	bool waited;
+
+	otrunc_path = fts_file(self->srv);
+	kill_cut_during_write(_metadata, self, do_open_trunc, &waited);
+	fts_get_stats(self->srv, &st);
+	TH_LOG("child %s; OPEN(O_TRUNC) truncated %u time(s)",
+	       waited ? "waited" : "did not wait", st.open_truncs);
+	if (waited) {
+		EXPECT_EQ(0U, st.open_truncs);
+		EXPECT_EQ(SZ, adio_size(fts_file(self->srv)));
+	}
 }
 
 TEST_HARNESS_MAIN
