@@ -93,10 +93,11 @@ FIXTURE_TEARDOWN(tmo)
 {
 	if (self->fd >= 0)
 		close(self->fd);
-	if (self->ctx)
-		io_destroy(self->ctx);
+	/* server first: io_destroy() waits, unkillably, for every iocb */
 	if (self->srv)
 		fts_stop(self->srv);
+	if (self->ctx)
+		io_destroy(self->ctx);
 	free(self->buf);
 	free(self->ref);
 }

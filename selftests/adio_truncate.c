@@ -18,11 +18,13 @@
  *    at once.
  *  - truncate_wait_killable, otrunc_open_wait_killable: one WRITE held by
  *    the server until the test lets it go; a child process truncates the
- *    file (ftruncate(), or open(O_TRUNC)) and is sent SIGKILL 200 ms later.
- *    The child must be gone within 3 s while the WRITE is still held, and
- *    a child killed while it waited must not have truncated anything.  The
- *    wait for writes in flight is up to the server, so it must be killable
- *    (stock passes: it does not wait at all).
+ *    file (ftruncate(), or open(O_TRUNC)) and, once seen in D state, is
+ *    sent SIGKILL.  The child must be gone within 3 s while the WRITE is
+ *    still held, and a child killed while it waited must not have
+ *    truncated anything.  The wait for writes in flight is up to the
+ *    server, so it must be killable.  Stock passes (it does not wait at
+ *    all), and so would a kernel that stopped waiting: the gap_* cases
+ *    above catch that.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -81,9 +83,14 @@ FIXTURE_TEARDOWN(trunc)
 {
 	if (self->fd >= 0)
 		close(self->fd);
+	/*
+	 * Server first: io_destroy() waits, unkillably, for every iocb, and
+	 * a test that failed may have left a WRITE held; stopping the server
+	 * aborts the connection, which ends it.
+	 */
+	fts_stop(self->srv);
 	if (self->ctx)
 		io_destroy(self->ctx);
-	fts_stop(self->srv);
 	free(self->buf);
 }
 
@@ -209,10 +216,30 @@ TEST_F_TIMEOUT(trunc, gap_otrunc_open_waits_for_aio_writes, 30)
 	EXPECT_EQ(0, adio_size(fts_file(self->srv)));
 }
 
+/* State letter of process pid (R, S, D, Z, ...), '?' if unknown. */
+static char proc_state(pid_t pid)
+{
+	char path[64], buf[512], *p;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return '?';
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return '?';
+	buf[n] = 0;
+	p = strrchr(buf, ')');
+	return p && p[1] == ' ' ? p[2] : '?';
+}
+
 /*
- * One WRITE held until released; a child runs cut() and gets SIGKILL 200 ms
- * later: it must be reaped within 3 s with the WRITE still held.  *waited:
- * the child was still in cut() when it was killed.
+ * One WRITE held until released; a child runs cut() and, once it sleeps in
+ * D state (within 2 s), gets SIGKILL: it must be reaped within 3 s with the
+ * WRITE still held.  *waited: the child was seen in D state.
  */
 static void kill_cut_during_write(struct __test_metadata *_metadata,
 				  FIXTURE_DATA(trunc) *self,
@@ -237,8 +264,16 @@ static void kill_cut_during_write(struct __test_metadata *_metadata,
 	ASSERT_LE(0, pid);
 	if (pid == 0)
 		_exit(cut(NULL) ? 1 : 0);
-	fdio_sleep_ms(200);
-	*waited = waitpid(pid, &status, WNOHANG) == 0;
+	/* waiting: in D state (a killable wait shows as D too) */
+	t0 = fdio_now_ms();
+	*waited = false;
+	while ((r = waitpid(pid, &status, WNOHANG)) == 0 &&
+	       fdio_now_ms() - t0 < 2000) {
+		*waited = proc_state(pid) == 'D';
+		if (*waited)
+			break;
+		fdio_sleep_ms(10);
+	}
 	if (*waited) {
 		ASSERT_EQ(0, kill(pid, SIGKILL));
 		t0 = fdio_now_ms();
@@ -248,11 +283,13 @@ static void kill_cut_during_write(struct __test_metadata *_metadata,
 		TH_LOG("child %s %llu ms after SIGKILL",
 		       r == pid ? "gone" : "still there",
 		       (unsigned long long)(fdio_now_ms() - t0));
+	} else if (r != pid) {
+		kill(pid, SIGKILL);	/* not waiting for the WRITE */
 	}
 	/* the held WRITE is what the child waits for: let it go either way */
 	fts_set_policy(self->srv, &(struct fts_policy){ 0 });
 	fts_release_held(self->srv);
-	if (*waited && r != pid)
+	if (r != pid)
 		waitpid(pid, &status, 0);
 	EXPECT_EQ(1, adio_reap(self->ctx, 1, res, 10000));
 	EXPECT_EQ(CH, res[0]);
