@@ -3,7 +3,8 @@
  * adio_common.h - helpers shared by the adio_* selftests (libaio direct IO
  * on files the server opened WITHOUT FOPEN_DIRECT_IO, opened with
  * O_DIRECT: part 2 of the series).  Same conventions as fdio_common.h:
- * 128 KiB requests, a case named gap_* fails on the stock fuse.ko and
+ * 128 KiB requests, a case named gap_* (gap612_*, gap73_*: on that base
+ * only) fails on the stock fuse.ko and
  * passes on the patched one, every other case passes on both.
  */
 #ifndef ADIO_COMMON_H
