@@ -216,26 +216,6 @@ TEST_F_TIMEOUT(trunc, gap_otrunc_open_waits_for_aio_writes, 30)
 	EXPECT_EQ(0, adio_size(fts_file(self->srv)));
 }
 
-/* State letter of process pid (R, S, D, Z, ...), '?' if unknown. */
-static char proc_state(pid_t pid)
-{
-	char path[64], buf[512], *p;
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	fd = open(path, O_RDONLY);
-	if (fd < 0)
-		return '?';
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return '?';
-	buf[n] = 0;
-	p = strrchr(buf, ')');
-	return p && p[1] == ' ' ? p[2] : '?';
-}
-
 /*
  * One WRITE held until released; a child runs cut() and, once it sleeps in
  * D state (within 2 s), gets SIGKILL: it must be reaped within 3 s with the
@@ -269,7 +249,7 @@ static void kill_cut_during_write(struct __test_metadata *_metadata,
 	*waited = false;
 	while ((r = waitpid(pid, &status, WNOHANG)) == 0 &&
 	       fdio_now_ms() - t0 < 2000) {
-		*waited = proc_state(pid) == 'D';
+		*waited = fdio_proc_state(pid) == 'D';
 		if (*waited)
 			break;
 		fdio_sleep_ms(10);

@@ -19,6 +19,7 @@
 #define FDIO_COMMON_H
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -295,5 +296,26 @@ static inline int fdio_uring_rw(int fd, void *buf, size_t len, off_t off,
 	return res;
 }
 #endif
+
+/* Process state letter from /proc/pid/stat ('R', 'S', 'D', 'Z', ...), or
+ * '?' if it can not be read. */
+static inline char fdio_proc_state(pid_t pid)
+{
+	char path[64], buf[512], *p;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return '?';
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return '?';
+	buf[n] = '\0';
+	p = strrchr(buf, ')');
+	return p && p[1] == ' ' && p[2] ? p[2] : '?';
+}
 
 #endif /* FDIO_COMMON_H */

@@ -121,27 +121,6 @@ static void *slurp(const char *path, size_t *len)
 	return buf;
 }
 
-/* Process state letter from /proc/pid/stat ('R', 'S', 'D', 'Z', ...), or
- * '?' if it can not be read. */
-static char proc_state(pid_t pid)
-{
-	char path[64], buf[512], *p;
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	fd = open(path, O_RDONLY);
-	if (fd < 0)
-		return '?';
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return '?';
-	buf[n] = '\0';
-	p = strrchr(buf, ')');
-	return p && p[1] == ' ' && p[2] ? p[2] : '?';
-}
-
 /* Wait up to ms until the server holds at least one stalled request. */
 static int wait_stalled(struct fts *srv, int ms)
 {
@@ -270,7 +249,7 @@ static void kill_kbuf(struct __test_metadata *_metadata,
 		       status == -1 ? "running" : "exited", status);
 	}
 	fdio_sleep_ms(50);
-	state = proc_state(self->child);
+	state = fdio_proc_state(self->child);
 	status = fdio_wait_child(self->child, 0);
 	ASSERT_EQ(-1, status) {
 		TH_LOG("child exited (status 0x%x) with a READ held", status);
@@ -289,7 +268,7 @@ static void kill_kbuf(struct __test_metadata *_metadata,
 	gone_early = status != -1;
 	TH_LOG("200 ms after SIGKILL the child is %s (state %c)",
 	       gone_early ? "gone" : "still there",
-	       gone_early ? '-' : proc_state(self->child));
+	       gone_early ? '-' : fdio_proc_state(self->child));
 
 	/* the late answer, with data */
 	fts_release_stalled(self->srv, 0);
