@@ -21,7 +21,8 @@ struct delay_queue {
 	uint64_t latency_ns;
 	bool stop;
 	bool warned_nomem;
-	pthread_t thread;
+	unsigned int nthreads;		/* reply threads started */
+	pthread_t *threads;
 };
 
 static void heap_swap(struct io_req **h, size_t a, size_t b)
@@ -100,7 +101,7 @@ void delay_push(struct delay_queue *dq, struct io_req *op)
 		io_reply(op);
 		return;
 	}
-	/* Only a new earliest deadline changes what the thread waits for. */
+	/* Only a new earliest deadline changes what the threads wait for. */
 	if (heap_push(dq, op) == 0)
 		pthread_cond_signal(&dq->cond);
 	pthread_mutex_unlock(&dq->lock);
@@ -112,6 +113,7 @@ static void *delay_thread(void *arg)
 
 	/* Default 50us timer slack would blur short latencies. */
 	prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
+	pthread_setname_np(pthread_self(), "pt-reply");
 
 	pthread_mutex_lock(&dq->lock);
 	for (;;) {
@@ -137,6 +139,10 @@ static void *delay_thread(void *arg)
 			}
 		}
 		op = heap_pop(dq);
+		/* The next one may be due too: another thread replies to it
+		 * while this one copies. */
+		if (dq->n > 0)
+			pthread_cond_signal(&dq->cond);
 		pthread_mutex_unlock(&dq->lock);
 		io_reply(op);
 		pthread_mutex_lock(&dq->lock);
@@ -145,14 +151,38 @@ static void *delay_thread(void *arg)
 	return NULL;
 }
 
-int delay_start(struct delay_queue **out, unsigned int latency_us)
+static void delay_join(struct delay_queue *dq)
+{
+	unsigned int i;
+
+	pthread_mutex_lock(&dq->lock);
+	dq->stop = true;
+	pthread_cond_broadcast(&dq->cond);
+	pthread_mutex_unlock(&dq->lock);
+	for (i = 0; i < dq->nthreads; i++)
+		pthread_join(dq->threads[i], NULL);
+}
+
+static void delay_free(struct delay_queue *dq)
+{
+	pthread_cond_destroy(&dq->cond);
+	pthread_mutex_destroy(&dq->lock);
+	free(dq->threads);
+	free(dq->heap);
+	free(dq);
+}
+
+int delay_start(struct delay_queue **out, unsigned int latency_us,
+		unsigned int nthreads)
 {
 	struct delay_queue *dq = calloc(1, sizeof(*dq));
 	pthread_condattr_t ca;
 	int err;
 
-	if (dq == NULL) {
+	if (dq == NULL || nthreads == 0 ||
+	    (dq->threads = calloc(nthreads, sizeof(*dq->threads))) == NULL) {
 		fprintf(stderr, "passthrough: out of memory for delay queue\n");
+		free(dq);
 		return -ENOMEM;
 	}
 	dq->latency_ns = (uint64_t)latency_us * 1000u;
@@ -161,14 +191,16 @@ int delay_start(struct delay_queue **out, unsigned int latency_us)
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&dq->cond, &ca);
 	pthread_condattr_destroy(&ca);
-	err = pthread_create(&dq->thread, NULL, delay_thread, dq);
-	if (err) {
-		fprintf(stderr, "passthrough: cannot start delay thread: %s\n",
-			strerror(err));
-		pthread_cond_destroy(&dq->cond);
-		pthread_mutex_destroy(&dq->lock);
-		free(dq);
-		return -err;
+	for (; dq->nthreads < nthreads; dq->nthreads++) {
+		err = pthread_create(&dq->threads[dq->nthreads], NULL,
+				     delay_thread, dq);
+		if (err) {
+			fprintf(stderr, "passthrough: cannot start delay thread %u: %s\n",
+				dq->nthreads + 1, strerror(err));
+			delay_join(dq);
+			delay_free(dq);
+			return -err;
+		}
 	}
 	*out = dq;
 	return 0;
@@ -176,13 +208,6 @@ int delay_start(struct delay_queue **out, unsigned int latency_us)
 
 void delay_stop(struct delay_queue *dq)
 {
-	pthread_mutex_lock(&dq->lock);
-	dq->stop = true;
-	pthread_cond_signal(&dq->cond);
-	pthread_mutex_unlock(&dq->lock);
-	pthread_join(dq->thread, NULL);
-	pthread_cond_destroy(&dq->cond);
-	pthread_mutex_destroy(&dq->lock);
-	free(dq->heap);
-	free(dq);
+	delay_join(dq);
+	delay_free(dq);
 }

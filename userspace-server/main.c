@@ -18,8 +18,9 @@
  *               io_complete() -> reply, or -> delay queue -> reply.
  *   - backend_sync.c / backend_uring.c   pread/pwrite, or io_uring with a
  *               completion thread, behind struct io_backend.
- *   - delay.c   --latency-us: min-heap + one thread that replies when due;
- *               replies may be sent from any thread in libfuse.
+ *   - delay.c   --latency-us: min-heap + one reply thread per worker that
+ *               replies when due; replies may be sent from any thread in
+ *               libfuse.
  *   - stats.c   atomic counters; SIGUSR1 emits, SIGUSR2 resets.
  *   - devio.c   FOPEN_PARALLEL_DIRECT_WRITES for libfuse < 3.15, and the
  *               series' FUSE_ASYNC_DIO_ALL INIT flag (no libfuse has it).
@@ -226,7 +227,7 @@ static int run_mounted(struct server *srv)
 	if (srv->backend->start(srv, &srv->backend_state) < 0)
 		return -1;
 	if (srv->opt.latency_us &&
-	    delay_start(&srv->delay, srv->opt.latency_us) < 0)
+	    delay_start(&srv->delay, srv->opt.latency_us, srv->opt.threads) < 0)
 		goto stop_backend;
 	if (stats_signals_start(&srv->stats) < 0)
 		goto stop_io;

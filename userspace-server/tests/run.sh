@@ -575,6 +575,15 @@ t "--latency-us: requests overlap (fio libaio iodepth 8, 2 jobs)" latency_overla
 t "--latency-us: requests overlap, --direct-io" latency_overlap --direct-io
 t "--latency-us: requests overlap, --backend uring --clone-fd" latency_overlap --backend uring --clone-fd
 
+reply_threads() {
+	local n
+	start --latency-us 1000 --threads 3 || return 1
+	n=$(grep -c '^pt-reply$' /proc/"$SRV_PID"/task/*/comm | awk -F: '{ s += $NF } END { print s }')
+	stop || return 1
+	[ "$n" = 3 ] || fail "$n pt-reply threads with --threads 3, expected 3"
+}
+t "--latency-us: one reply thread per worker (replies overlap too)" reply_threads
+
 latency_one_thread() {
 	have fio || skip "no fio"
 	inflight_read --latency-us 5000 --threads 1 "$@" -- \
