@@ -13,6 +13,15 @@
  *    new data.  6.12's stock module invalidates only at submission, so the
  *    pages read in between stay and the read returns stale data; 7.3's
  *    invalidates again at completion (gap612_).
+ *  - gap_read_during_failed_sync_write: a sync O_DIRECT write of 256 KiB
+ *    (two WRITEs of 128 KiB), the server holds both; a buffered read of
+ *    the second half while they are held caches the old data; then the
+ *    first WRITE fails with EIO and the second succeeds.  The write
+ *    returns -EIO (nothing of it contiguous from its start), but the
+ *    server has the new second half, and a buffered read of it must
+ *    return that, not the pages cached during the write: what was sent
+ *    past the failure is invalidated too (generic_file_direct_write()
+ *    drops only the bytes the write returns).  Stock keeps them.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -27,6 +36,9 @@
 #include "kselftest_harness.h"
 #include "fuse_test_server.h"
 #include "adio_common.h"
+
+#define FSZ	(256 << 10)	/* gap_read_during_failed_sync_write */
+#define HALF	(FSZ / 2)
 
 #define SZ	(64 << 10)
 
@@ -115,6 +127,71 @@ TEST_F_TIMEOUT(coh, read_before_aio_write, 30)
 TEST_F_TIMEOUT(coh, gap612_read_during_aio_write, 30)
 {
 	run(_metadata, self, true);
+}
+
+struct sync_write {
+	int fd;
+	void *buf;
+};
+
+static long do_sync_write(void *arg)
+{
+	struct sync_write *w = arg;
+
+	return pwrite(w->fd, w->buf, FSZ, 0);
+}
+
+TEST_F_TIMEOUT(coh, gap_read_during_failed_sync_write, 30)
+{
+	/* static: a thread left blocked by a failed ASSERT writes to it */
+	static struct sync_write w;
+	static struct fdio_call call;
+	unsigned char *old, *new, *got;
+	long long d;
+
+	old = malloc(FSZ);
+	got = malloc(FSZ);
+	ASSERT_EQ(0, posix_memalign((void **)&new, 4096, FSZ));
+	ASSERT_NE(NULL, old);
+	ASSERT_NE(NULL, got);
+	fts_fill_pattern(old, FSZ, 0, 91);
+	fts_fill_pattern(new, FSZ, 0, 92);
+	adio_hold(&self->cfg.policy, FUSE_WRITE, 0);
+	self->cfg.policy.rules[0] = (struct fts_rule){
+		.opcode = FUSE_WRITE, .nth = 1,
+		.action = { .act = FTS_ACT_FAIL, .err = EIO },
+	};
+	ASSERT_EQ(0, fts_start(&self->cfg, &self->srv));
+	ASSERT_EQ(0, fts_set_data(self->srv, old, FSZ));
+	self->bfd = open(fts_file(self->srv), O_RDONLY);
+	ASSERT_LE(0, self->bfd);
+	self->dfd = open(fts_file(self->srv), O_RDWR | O_DIRECT);
+	ASSERT_LE(0, self->dfd);
+
+	w.fd = self->dfd;
+	w.buf = new;
+	ASSERT_EQ(0, fdio_call_start(&call, do_sync_write, &w));
+	ASSERT_EQ(0, fts_wait_outstanding(self->srv, 2, 3000));
+	ASSERT_EQ(HALF, pread(self->bfd, got, HALF, HALF));
+	EXPECT_EQ(-1, fts_first_diff(got, old + HALF, HALF));
+	fts_release_held(self->srv);
+	fdio_answer_all(self->srv);
+	ASSERT_TRUE(fdio_call_join(&call, 10000));
+	EXPECT_EQ(-1, call.ret);
+	EXPECT_EQ(EIO, call.err);
+
+	fts_get_data(self->srv, got, FSZ);
+	ASSERT_EQ(-1, fts_first_diff(got + HALF, new + HALF, HALF)) {
+		TH_LOG("the server does not have the second half written");
+	}
+	ASSERT_EQ(HALF, pread(self->bfd, got, HALF, HALF));
+	d = fts_first_diff(got, new + HALF, HALF);
+	EXPECT_EQ(-1, d) TH_LOG("buffered read after the failed write: stale at byte %lld (%s)",
+				d, fts_first_diff(got, old + HALF, HALF) == -1 ?
+				"the old data cached during the write" : "mixed");
+	free(old);
+	free(new);
+	free(got);
 }
 
 TEST_HARNESS_MAIN
