@@ -12,6 +12,9 @@
 #   make patches-check  checkpatch --strict and a build after each patch
 #   make kernel [FLAVOUR=debug|perf]  build (once) a test kernel
 #   make vm CMD='...' [FLAVOUR=..] [MODULE=..]  run a command in the guest
+#   make dkms-tarball [KVER=..|KDIR=..]  DKMS source tarball of the patched
+#                     fuse for a target kernel (default: the running one)
+#   make dkms-check   the DKMS package built, installed and loaded (guest)
 #
 # Knobs: BASE=7.3|6.12 (the kernel base: mainline, patches/, or the 6.12
 # backport, patches/6.12/; default 7.3, and make check runs both when
@@ -24,15 +27,17 @@
 BASE ?=
 KSRC ?=
 KDIR ?=
+KVER ?=
 FLAVOUR ?= debug
 MODULE ?= patched
 CMD ?= sh
-export BASE KSRC KDIR
+export BASE KSRC KDIR KVER
 
 S := $(CURDIR)/scripts
 
 .PHONY: all module stock kernel kernels deps selftests server tools \
-	patches-check check check-stock bench vm clean distclean help
+	patches-check check check-stock bench vm dkms-tarball dkms-check \
+	clean distclean help
 
 all: module
 
@@ -74,11 +79,17 @@ check-stock:
 bench:
 	@$(S)/bench
 
+dkms-tarball:
+	@$(S)/dkms-tarball
+
+dkms-check:
+	@$(S)/dkms-check
+
 vm:
 	@$(S)/vm-run --kernel $(FLAVOUR) --module $(MODULE) -- sh -c '$(CMD)'
 
 clean:
-	rm -rf fs-fuse fs-fuse-stock .patches-check modules.order Module.symvers \
+	rm -rf fs-fuse fs-fuse-stock .patches-check dist modules.order Module.symvers \
 		.modules.order.cmd .Module.symvers.cmd
 	-$(MAKE) -C userspace-server clean
 	-$(MAKE) -C bench/aio-stress clean
@@ -88,4 +99,4 @@ distclean: clean
 	rm -rf logs
 
 help:
-	@sed -n '2,22p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,25p' Makefile | sed 's/^# \{0,1\}//'
