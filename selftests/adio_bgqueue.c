@@ -34,6 +34,21 @@
  *    io_submit() of the 64 reads sleeps while 4 are in flight (it must take
  *    at least 700 ms, stock takes about 1.5 s), the server never sees more
  *    than 4 READs, and the data is right.
+ *  - gap_dio_not_starved_by_writeback: a server with FUSE_WRITEBACK_CACHE
+ *    that holds every READ.  MAXBG + 1 libaio reads are submitted (from a
+ *    thread: stock sleeps in io_submit() for the last one): MAXBG take the
+ *    slots, the last waits for one (on the overflow, or in fuse_get_req()
+ *    on stock).  Then WB_PAGES separate dirty pages of the file are
+ *    written back by fsync() (from a thread), whose WRITEs are queued
+ *    behind the slots without a limit (writeback is not held back by
+ *    max_background).  Once the fusectl "waiting" count shows them all,
+ *    the server answers everything.  The last read's READ must reach the
+ *    server before more than 2 of the WRITEs: the direct IO and the
+ *    writeback share the slots.  Stock and a queue that sends from the
+ *    overflow only when nothing else waits send all WB_PAGES WRITEs first,
+ *    as they would any number of them while something keeps dirtying the
+ *    file; a sync direct write waits for that without being killable.
+ *    The reads' data, fsync()'s result and the written data are checked.
  *  - unprivileged_cap: the module parameter max_user_bgreq set to 8
  *    (restored afterwards), the server mounted from a user namespace as in
  *    adio_userns, so it lacks CAP_SYS_ADMIN in the initial one.  Such a
@@ -403,6 +418,138 @@ TEST_F_TIMEOUT(bgq, no_opt_in_submit_waits, 60)
 		TH_LOG("io_submit did not sleep at max_background, yet the server did not opt in");
 	d = fts_first_diff(self->buf, self->ref, SZ);
 	EXPECT_EQ(-1, d) TH_LOG("data differs at %lld", d);
+}
+
+#define WB_PAGES	16		/* writeback: dirty pages, every other */
+#define DOFF		(128 << 10)	/* ... and the direct reads after them */
+
+struct bgq_submit {
+	io_context_t ctx;
+	int fd;
+	int n;
+	struct iocb cbs[MAXBG + 1];
+	void *bufs[MAXBG + 1];
+	off_t off[MAXBG + 1];
+	uint64_t ms;
+};
+
+static long bgq_submit_main(void *arg)
+{
+	struct bgq_submit *a = arg;
+
+	return adio_submit(a->ctx, a->cbs, a->n, a->fd, a->bufs, BS, a->off,
+			   false, &a->ms);
+}
+
+static long bgq_fsync_main(void *arg)
+{
+	return fsync(*(int *)arg);
+}
+
+TEST_F_TIMEOUT(bgq, gap_dio_not_starved_by_writeback, 60)
+{
+	const unsigned int want = MAXBG + 1 + WB_PAGES;
+	struct fdio_call sub, sync;
+	struct bgq_submit a;
+	struct fts_io *ios = NULL;
+	struct fts_stats st;
+	unsigned int ahead = 0, writes = 0, last_seq = 0;
+	long res[MAXBG + 1];
+	char *data, *wref;
+	long long d;
+	size_t n, i;
+	int wfd, w = 0, bad;
+
+	memset(&self->cfg.policy, 0, sizeof(self->cfg.policy));
+	self->cfg.policy.rules[0] = (struct fts_rule){
+		FUSE_READ, 0, { FTS_ACT_NO_REPLY, 0, 0, 0 } };
+	self->cfg.init_flags |= FUSE_WRITEBACK_CACHE;
+	bgq_restart(_metadata, self);
+	fts_get_stats(self->srv, &st);
+	ASSERT_NE(0ULL, st.flags & FUSE_WRITEBACK_CACHE);
+	ASSERT_NE(0ULL, st.flags & FUSE_ASYNC_DIO_ALL);
+	wfd = open(fts_file(self->srv), O_RDWR);
+	ASSERT_LE(0, wfd);
+	wref = malloc(SZ);
+	ASSERT_NE(NULL, wref);
+	fts_fill_pattern(wref, SZ, 0, 72);
+
+	memset(&a, 0, sizeof(a));
+	a.ctx = self->ctx;
+	a.fd = self->fd;
+	a.n = MAXBG + 1;
+	for (i = 0; i < (size_t)a.n; i++) {
+		a.off[i] = DOFF + (off_t)i * BS;
+		a.bufs[i] = (char *)self->buf + a.off[i];
+	}
+	ASSERT_EQ(0, fdio_call_start(&sub, bgq_submit_main, &a));
+	ASSERT_EQ(0, fts_wait_outstanding(self->srv, MAXBG, 10000))
+		TH_LOG("the server did not get %d READs", MAXBG);
+
+	for (i = 0; i < WB_PAGES; i++)
+		ASSERT_EQ(BS, pwrite(wfd, wref + 2 * i * BS, BS, 2 * i * BS));
+	ASSERT_EQ(0, fdio_call_start(&sync, bgq_fsync_main, &wfd));
+	for (i = 0; i < 2000; i++) {
+		w = fts_waiting(self->srv);
+		if (w < 0 || w >= (int)want)
+			break;
+		fdio_sleep_ms(5);
+	}
+	if (w < 0) {
+		fdio_answer_all(self->srv);
+		fts_release_stalled(self->srv, 0);
+		SKIP(return, "no fusectl \"waiting\" count: %s", strerror(-w));
+	}
+	TH_LOG("%d requests waiting (the server holds %d READs)", w, MAXBG);
+	EXPECT_GE(w, (int)want)
+		TH_LOG("fewer than %u requests (%d READs, %d WRITEs) were queued within 10 s",
+		       want, MAXBG + 1, WB_PAGES);
+
+	fdio_answer_all(self->srv);
+	fts_release_stalled(self->srv, 0);
+	ASSERT_TRUE(fdio_call_join(&sync, 20000)) TH_LOG("fsync() hangs");
+	EXPECT_EQ(0, sync.ret) TH_LOG("fsync: %s", strerror(sync.err));
+	ASSERT_TRUE(fdio_call_join(&sub, 20000)) TH_LOG("io_submit() hangs");
+	ASSERT_EQ(MAXBG + 1, sub.ret);
+	ASSERT_EQ(MAXBG + 1, adio_reap(self->ctx, MAXBG + 1, res, 20000));
+	bad = adio_first_not(res, MAXBG + 1, BS);
+	EXPECT_EQ(-1, bad) TH_LOG("read %d: %ld", bad, res[bad < 0 ? 0 : bad]);
+	d = fts_first_diff((char *)self->buf + DOFF, (char *)self->ref + DOFF,
+			   (MAXBG + 1) * BS);
+	EXPECT_EQ(-1, d) TH_LOG("read data differs at %lld", d);
+
+	n = fts_get_ios(self->srv, &ios);
+	for (i = 0; i < n; i++)
+		if (ios[i].opcode == FUSE_READ &&
+		    ios[i].offset == (uint64_t)a.off[MAXBG])
+			last_seq = ios[i].seq;
+	for (i = 0; i < n; i++) {
+		if (ios[i].opcode != FUSE_WRITE)
+			continue;
+		writes++;
+		if (last_seq && ios[i].seq < last_seq)
+			ahead++;
+	}
+	TH_LOG("the last read's READ arrived as request %u of %zu, after %u of the %u WRITEs",
+	       last_seq, n, ahead, writes);
+	ASSERT_NE(0U, last_seq) TH_LOG("no READ of the last read");
+	EXPECT_GE(writes, (unsigned int)WB_PAGES);
+	EXPECT_LE(ahead, 2U)
+		TH_LOG("direct IO waited behind %u writeback WRITEs: starved by writeback",
+		       ahead);
+
+	data = malloc(SZ);
+	ASSERT_NE(NULL, data);
+	ASSERT_EQ((size_t)SZ, fts_get_data(self->srv, data, SZ));
+	for (i = 0; i < WB_PAGES; i++) {
+		d = fts_first_diff(data + 2 * i * BS, wref + 2 * i * BS, BS);
+		EXPECT_EQ(-1, d) TH_LOG("written page %zu differs at %lld",
+					2 * i, d);
+	}
+	free(data);
+	free(wref);
+	free(ios);
+	close(wfd);
 }
 
 /* What the unprivileged_cap child saw, in shared memory. */

@@ -924,11 +924,10 @@ static bool fusectl_mounted(void)
 	       sfs.f_type == FUSECTL_SUPER_MAGIC;
 }
 
-int fts_abort(struct fts *s)
+/* Path of the connection's control file name in fusectl, mounted if need be. */
+static int fusectl_path(struct fts *s, const char *name, char *path,
+			size_t len)
 {
-	char path[64];
-	int fd, ret = 0;
-
 	if (!s->have_conn_id)
 		return -ENOENT;
 	if (!fusectl_mounted() && s->private_ns && !s->fusectl_mounted) {
@@ -937,7 +936,18 @@ int fts_abort(struct fts *s)
 			return -errno;
 		s->fusectl_mounted = true;
 	}
-	snprintf(path, sizeof(path), FUSECTL_DIR "/%u/abort", s->conn_id);
+	snprintf(path, len, FUSECTL_DIR "/%u/%s", s->conn_id, name);
+	return 0;
+}
+
+int fts_abort(struct fts *s)
+{
+	char path[64];
+	int fd, ret;
+
+	ret = fusectl_path(s, "abort", path, sizeof(path));
+	if (ret)
+		return ret;
 	fd = open(path, O_WRONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;	/* ENOENT: the connection is gone already */
@@ -945,6 +955,27 @@ int fts_abort(struct fts *s)
 		ret = -errno;
 	close(fd);
 	return ret;
+}
+
+int fts_waiting(struct fts *s)
+{
+	char path[64], buf[32];
+	ssize_t n;
+	int fd, ret;
+
+	ret = fusectl_path(s, "waiting", path, sizeof(path));
+	if (ret)
+		return ret;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, sizeof(buf) - 1);
+	ret = n < 0 ? -errno : 0;
+	close(fd);
+	if (n <= 0)
+		return n < 0 ? ret : -EIO;
+	buf[n] = '\0';
+	return atoi(buf);
 }
 
 /* Stop the server process: ask, then insist. */

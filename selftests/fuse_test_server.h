@@ -233,6 +233,9 @@ void fts_stop(struct fts *srv);
 /* Abort the connection now via /sys/fs/fuse/connections/N/abort (mounting
  * fusectl there if needed and we are in our private mount namespace). */
 int fts_abort(struct fts *srv);
+/* The connection's "waiting" count in fusectl (requests allocated and not
+ * ended: queued, with the server, or waiting for a slot), or -errno. */
+int fts_waiting(struct fts *srv);
 
 const char *fts_mnt(const struct fts *srv);	/* mount point */
 const char *fts_file(const struct fts *srv);	/* path of "file" */
