@@ -924,10 +924,15 @@ static bool fusectl_mounted(void)
 	       sfs.f_type == FUSECTL_SUPER_MAGIC;
 }
 
-/* Path of the connection's control file name in fusectl, mounted if need be. */
-static int fusectl_path(struct fts *s, const char *name, char *path,
-			size_t len)
+/*
+ * Open the connection's control file name in fusectl (mounted first if need
+ * be): the descriptor, or -errno (-ENOENT: the connection is gone).
+ */
+static int fusectl_open(struct fts *s, const char *name, int flags)
 {
+	char path[64];
+	int fd;
+
 	if (!s->have_conn_id)
 		return -ENOENT;
 	if (!fusectl_mounted() && s->private_ns && !s->fusectl_mounted) {
@@ -936,21 +941,18 @@ static int fusectl_path(struct fts *s, const char *name, char *path,
 			return -errno;
 		s->fusectl_mounted = true;
 	}
-	snprintf(path, len, FUSECTL_DIR "/%u/%s", s->conn_id, name);
-	return 0;
+	snprintf(path, sizeof(path), FUSECTL_DIR "/%u/%s", s->conn_id, name);
+	fd = open(path, flags | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
 }
 
 int fts_abort(struct fts *s)
 {
-	char path[64];
-	int fd, ret;
+	int fd, ret = 0;
 
-	ret = fusectl_path(s, "abort", path, sizeof(path));
-	if (ret)
-		return ret;
-	fd = open(path, O_WRONLY | O_CLOEXEC);
+	fd = fusectl_open(s, "abort", O_WRONLY);
 	if (fd < 0)
-		return -errno;	/* ENOENT: the connection is gone already */
+		return fd;
 	if (write(fd, "1", 1) != 1)
 		ret = -errno;
 	close(fd);
@@ -959,21 +961,20 @@ int fts_abort(struct fts *s)
 
 int fts_waiting(struct fts *s)
 {
-	char path[64], buf[32];
+	char buf[32];
 	ssize_t n;
-	int fd, ret;
+	int fd, err;
 
-	ret = fusectl_path(s, "waiting", path, sizeof(path));
-	if (ret)
-		return ret;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = fusectl_open(s, "waiting", O_RDONLY);
 	if (fd < 0)
-		return -errno;
+		return fd;
 	n = read(fd, buf, sizeof(buf) - 1);
-	ret = n < 0 ? -errno : 0;
+	err = errno;
 	close(fd);
-	if (n <= 0)
-		return n < 0 ? ret : -EIO;
+	if (n < 0)
+		return -err;
+	if (n == 0)
+		return -EIO;
 	buf[n] = '\0';
 	return atoi(buf);
 }
