@@ -5,20 +5,26 @@
  *
  * "file" is 1 MiB of a known pattern.  io_uring asks a file without
  * FMODE_NOWAIT whether it is ready (fuse_file_poll()): a server that
- * implements FUSE_POLL and reports nothing ready makes io_uring hand every
- * read and write to an io-wq worker ("iou-wrk-*" threads of the process);
- * one that answers ENOSYS makes the file always ready, and io_uring issues
- * the IO inline with IOCB_NOWAIT, which the stock module ignores.  The
- * cases:
+ * implements FUSE_POLL and reports nothing ready gets every read and write
+ * parked on a poll that only its FUSE_NOTIFY_POLL wakes; one that answers
+ * ENOSYS makes the file always ready, and io_uring issues the IO inline
+ * with IOCB_NOWAIT, which the stock module ignores (io_uring_enter()
+ * sleeps where the IO sleeps).  io-wq workers ("iou-wrk-*" threads of the
+ * process) run what returned -EAGAIN.  The cases:
  *
  *  - gap_uring_read_no_worker / gap_uring_write_no_worker: a server that
  *    implements FUSE_POLL (nothing ready), FOPEN_DIRECT_IO, the server
  *    holds every READ (WRITE): 8 io_uring reads (writes, two of them past
  *    EOF) of 4 KiB return from io_uring_submit(), reach the server, and
- *    no io-wq worker exists; then the data is right.  Stock punts them to
- *    io-wq.
+ *    no io-wq worker exists; then the data is right.  On stock they never
+ *    reach the server (they wait for the poll).
  *  - gap_odirect_uring_no_worker: the same reads on a normal file opened
  *    with O_DIRECT.
+ *  - gap_uring_past_max_background: a server without FUSE_POLL (stock
+ *    issues inline, ignoring IOCB_NOWAIT) and max_background 4 holds
+ *    every READ: 8 io_uring reads return from io_uring_submit(), 4 reach
+ *    the server, no io-wq worker; then all 8 complete with the right data.
+ *    Stock sleeps in io_uring_submit() at max_background.
  *  - gap_uring_locked_inode_no_block: FUSE_POLL answered ENOSYS (stock
  *    issues inline), a sync write past EOF held by the server keeps the
  *    inode locked; an io_uring write must come back from io_uring_submit()
@@ -270,7 +276,8 @@ static long submit_all(void *arg)
  * the file, the last two past EOF.
  */
 static void uring_no_worker(struct __test_metadata *_metadata,
-			    FIXTURE_DATA(nw) *self, bool write)
+			    FIXTURE_DATA(nw) *self, bool write,
+			    unsigned int at_server)
 {
 	int res[NR], i, workers;
 	off_t off[NR];
@@ -289,9 +296,10 @@ static void uring_no_worker(struct __test_metadata *_metadata,
 		TH_LOG("io_uring_submit() still blocked after 3 s");
 	}
 	ASSERT_EQ(NR, self->call.ret);
-	EXPECT_EQ(0, fts_wait_outstanding(self->srv, NR, 3000)) {
-		TH_LOG("server got %u of %d requests",
-		       nr_ops(self->srv, write ? FUSE_WRITE : FUSE_READ), NR);
+	EXPECT_EQ(0, fts_wait_outstanding(self->srv, at_server, 3000)) {
+		TH_LOG("server got %u of %u requests",
+		       nr_ops(self->srv, write ? FUSE_WRITE : FUSE_READ),
+		       at_server);
 	}
 	workers = iowq_workers();
 	TH_LOG("io-wq workers while %d IOs are in flight: %d", NR, workers);
@@ -328,7 +336,7 @@ TEST_F(nw, gap_uring_read_no_worker)
 	fdio_config(&cfg, FOPEN_DIRECT_IO);
 	poll_never_ready(&cfg);
 	nw_start(_metadata, self, &cfg, 0);
-	uring_no_worker(_metadata, self, false);
+	uring_no_worker(_metadata, self, false, NR);
 }
 
 TEST_F(nw, gap_uring_write_no_worker)
@@ -338,7 +346,7 @@ TEST_F(nw, gap_uring_write_no_worker)
 	fdio_config(&cfg, FOPEN_DIRECT_IO);
 	poll_never_ready(&cfg);
 	nw_start(_metadata, self, &cfg, 0);
-	uring_no_worker(_metadata, self, true);
+	uring_no_worker(_metadata, self, true, NR);
 }
 
 TEST_F(nw, gap_odirect_uring_no_worker)
@@ -349,7 +357,23 @@ TEST_F(nw, gap_odirect_uring_no_worker)
 	poll_never_ready(&cfg);
 	cfg.attr_timeout_ms = 60000;
 	nw_start(_metadata, self, &cfg, O_DIRECT);
-	uring_no_worker(_metadata, self, false);
+	uring_no_worker(_metadata, self, false, NR);
+}
+
+/*
+ * The common server: no FUSE_POLL (so stock io_uring issues inline with
+ * IOCB_NOWAIT), max_background 4.  Stock sleeps in io_uring_submit() on
+ * the fifth read; the series queues it past max_background.
+ */
+TEST_F(nw, gap_uring_past_max_background)
+{
+	struct fts_config cfg;
+
+	fdio_config(&cfg, FOPEN_DIRECT_IO);
+	cfg.max_background = 4;
+	cfg.congestion_threshold = 3;
+	nw_start(_metadata, self, &cfg, 0);
+	uring_no_worker(_metadata, self, false, 4);
 }
 
 static long write_past_eof(void *arg)
