@@ -48,8 +48,11 @@
  *    RWF_NOWAIT read and write of 1 MiB complete, one request each, with
  *    the right data.
  *  - gap_preadv2_nowait: preadv2()/pwritev2() with RWF_NOWAIT on a
- *    FOPEN_DIRECT_IO file: -EAGAIN and nothing sent (a sync caller waits
- *    for the server).
+ *    FOPEN_DIRECT_IO file: the data, one request each (a sync NOWAIT IO
+ *    waits for its own request, as on a block device; stock: -EOPNOTSUPP).
+ *  - gap_preadv2_nowait_serial: the same without FUSE_ASYNC_DIO_ALL (the
+ *    serial path, which would wait for each request in turn): -EAGAIN and
+ *    nothing sent.
  *  - gap_nowait_buffered_after_fcntl: a normal file opened with O_DIRECT,
  *    then O_DIRECT cleared: an RWF_NOWAIT write gets -EAGAIN with nothing
  *    sent; an RWF_NOWAIT read of an uncached page -EAGAIN with nothing
@@ -581,6 +584,33 @@ TEST_F(nw, gap_preadv2_nowait)
 	unsigned int reads, writes;
 
 	fdio_config(&cfg, FOPEN_DIRECT_IO);
+	nw_start(_metadata, self, &cfg, 0);
+	reads = nr_ops(self->srv, FUSE_READ);
+	writes = nr_ops(self->srv, FUSE_WRITE);
+	/* a sync NOWAIT IO waits for its own request, as on a block device */
+	ASSERT_EQ(BS, preadv2(self->fd, &iov, 1, 6 * BS, RWF_NOWAIT)) {
+		TH_LOG("preadv2(RWF_NOWAIT): %s", strerror(errno));
+	}
+	EXPECT_TRUE(pattern_ok(self->buf, BS, 6 * BS));
+	EXPECT_EQ(reads + 1, nr_ops(self->srv, FUSE_READ));
+	memset(self->buf, 0x6b, BS);
+	ASSERT_EQ(BS, pwritev2(self->fd, &iov, 1, 7 * BS, RWF_NOWAIT)) {
+		TH_LOG("pwritev2(RWF_NOWAIT): %s", strerror(errno));
+	}
+	EXPECT_EQ(writes + 1, nr_ops(self->srv, FUSE_WRITE));
+	ASSERT_EQ(BS, pread(self->fd, self->buf + BS, BS, 7 * BS));
+	EXPECT_EQ(0, memcmp(self->buf, self->buf + BS, BS));
+}
+
+TEST_F(nw, gap_preadv2_nowait_serial)
+{
+	struct iovec iov = { self->buf, BS };
+	struct fts_config cfg;
+	unsigned int reads, writes;
+
+	/* without the opt-in, sync IO takes the serial path: -EAGAIN */
+	fdio_config(&cfg, FOPEN_DIRECT_IO);
+	cfg.init_flags &= ~FUSE_ASYNC_DIO_ALL;
 	nw_start(_metadata, self, &cfg, 0);
 	reads = nr_ops(self->srv, FUSE_READ);
 	writes = nr_ops(self->srv, FUSE_WRITE);
