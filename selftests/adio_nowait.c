@@ -25,12 +25,13 @@
  *    every READ: 8 io_uring reads return from io_uring_submit(), 4 reach
  *    the server, no io-wq worker; then all 8 complete with the right data.
  *    Stock sleeps in io_uring_submit() at max_background.
- *  - gap_uring_locked_inode_no_block: FUSE_POLL answered ENOSYS (stock
- *    issues inline), a sync write past EOF held by the server keeps the
- *    inode locked; an io_uring write must come back from io_uring_submit()
- *    at once (-EAGAIN inside, so io_uring punts it to a worker) and
- *    complete with the right data once the first write is answered.
- *    Stock sleeps on the inode lock inside io_uring_submit().
+ *  - uring_locked_inode_no_block: FUSE_POLL answered ENOSYS, a sync write
+ *    past EOF held by the server keeps the inode locked; an io_uring
+ *    write must come back from io_uring_submit() at once (-EAGAIN inside,
+ *    so io_uring punts it to a worker) and complete with the right data
+ *    once the first write is answered.  Stock passes too: io_uring never
+ *    issues a write without O_DIRECT inline on a file without
+ *    FOP_BUFFER_WASYNC; this guards 0013, which sets it.
  *  - gap_rwf_nowait_locked_inode: the same locked inode, an io_uring write
  *    with RWF_NOWAIT: -EAGAIN at once, nothing sent.
  *  - gap_rwf_nowait_read: io_uring read with RWF_NOWAIT: the data (stock:
@@ -387,7 +388,7 @@ static long write_past_eof(void *arg)
 	return pwrite(self->fd, self->buf + MIB, BS, SZ);
 }
 
-TEST_F(nw, gap_uring_locked_inode_no_block)
+TEST_F(nw, uring_locked_inode_no_block)
 {
 	/* static: the thread may outlive a failed test case's frame */
 	static struct fdio_call submit;
