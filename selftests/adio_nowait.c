@@ -578,6 +578,26 @@ TEST_F(nw, gap_rwf_nowait_one_request_1m)
 	EXPECT_EQ(0, memcmp(self->buf, self->buf + MIB, MIB));
 }
 
+/*
+ * A NOWAIT read past EOF is counted after its trim at EOF: 1 MiB at
+ * EOF - 4 KiB is one 4 KiB READ, not eight 128 KiB ones, and is not refused.
+ * Not a gap: stock ignores IOCB_NOWAIT on it and reads.
+ */
+TEST_F(nw, nowait_read_at_eof_one_request)
+{
+	struct fts_config cfg;
+	unsigned int reads;
+
+	fdio_config(&cfg, 0);			/* i_size is trusted */
+	cfg.attr_timeout_ms = 60000;
+	nw_start(_metadata, self, &cfg, O_DIRECT);
+	reads = nr_ops(self->srv, FUSE_READ);
+	ASSERT_EQ(BS, one_rw(&self->ring, self->fd, self->buf, MIB, SZ - BS,
+			     false, RWF_NOWAIT));
+	EXPECT_TRUE(pattern_ok(self->buf, BS, SZ - BS));
+	EXPECT_EQ(reads + 1, nr_ops(self->srv, FUSE_READ));
+}
+
 TEST_F(nw, gap_preadv2_nowait)
 {
 	struct iovec iov = { self->buf, BS };
