@@ -380,6 +380,23 @@ TEST_F(nw, gap_uring_past_max_background)
 	uring_no_worker(_metadata, self, false, 4);
 }
 
+/*
+ * The same with a server that did not opt in to FUSE_ASYNC_DIO_ALL (the
+ * libfuse default): NOWAIT IO queues past max_background too, rather than
+ * getting -EAGAIN and an io-wq worker that sleeps for the slot.
+ */
+TEST_F(nw, gap_uring_past_max_background_no_opt_in)
+{
+	struct fts_config cfg;
+
+	fdio_config(&cfg, FOPEN_DIRECT_IO);
+	cfg.init_flags &= ~FUSE_ASYNC_DIO_ALL;
+	cfg.max_background = 4;
+	cfg.congestion_threshold = 3;
+	nw_start(_metadata, self, &cfg, 0);
+	uring_no_worker(_metadata, self, false, 4);
+}
+
 static long write_past_eof(void *arg)
 {
 	FIXTURE_DATA(nw) *self = arg;
