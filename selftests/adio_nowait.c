@@ -39,9 +39,13 @@
  *  - gap_rwf_nowait_unmapped_buffer: RWF_NOWAIT read into an anonymous
  *    mapping never touched: -EAGAIN and no READ sent (pinning it would
  *    fault); after a touch the same read returns the data.
- *  - gap_rwf_nowait_queue_full: a server without FUSE_ASYNC_DIO_ALL and
- *    max_background 4, four reads held: an RWF_NOWAIT read gets -EAGAIN at
- *    once and the server still has four READs; the four complete.
+ *  - gap_uring_past_max_background_no_opt_in: the same with a server
+ *    that did not opt in to FUSE_ASYNC_DIO_ALL: NOWAIT IO queues past
+ *    max_background all the same.
+ *  - gap_rwf_nowait_queue_full: that server, max_background 4, all
+ *    reads held: 260 io_uring reads fill the slots and the overflow
+ *    queue behind them (256); one more with RWF_NOWAIT gets -EAGAIN at
+ *    once, the server has four READs; then all 260 complete.
  *  - gap_rwf_nowait_multi_request: 128 KiB requests: an RWF_NOWAIT read of
  *    1 MiB (8 requests) gets -EAGAIN with no READ sent, never a short
  *    count; without RWF_NOWAIT it returns the 1 MiB.
@@ -56,8 +60,9 @@
  *    nothing sent.
  *  - gap_nowait_buffered_after_fcntl: a normal file opened with O_DIRECT,
  *    then O_DIRECT cleared: an RWF_NOWAIT write gets -EAGAIN with nothing
- *    sent; an RWF_NOWAIT read of an uncached page -EAGAIN with nothing
- *    sent, of a cached page the data.
+ *    sent; an RWF_NOWAIT read of an uncached page -EAGAIN, having started
+ *    readahead (background READs), and once that is in, the data with
+ *    no READ sent.
  *  - stream_file_no_nowait: FOPEN_STREAM files stay serial and get no
  *    FMODE_NOWAIT: RWF_NOWAIT is -EOPNOTSUPP there, patched or not.
  *
@@ -520,39 +525,51 @@ TEST_F(nw, gap_rwf_nowait_unmapped_buffer)
 	munmap(m, BS);
 }
 
+/* in flight (max_background) plus the overflow (FUSE_BG_OVERFLOW_MIN) */
+#define QF_BG		4
+#define QF_ALL		(QF_BG + 256)
+
 TEST_F(nw, gap_rwf_nowait_queue_full)
 {
+	static int res[QF_ALL + 1];
 	struct fts_config cfg;
-	int res[5], i;
+	struct io_uring ring;
+	int i;
 
 	fdio_config(&cfg, FOPEN_DIRECT_IO);
 	cfg.init_flags &= ~FUSE_ASYNC_DIO_ALL;
-	cfg.max_background = 4;
-	cfg.congestion_threshold = 3;
+	cfg.max_background = QF_BG;
+	cfg.congestion_threshold = QF_BG - 1;
 	nw_start(_metadata, self, &cfg, 0);
+	ASSERT_EQ(0, io_uring_queue_init(512, &ring, 0));
 	hold_all(self->srv, FUSE_READ);
-	for (i = 0; i < 4; i++)
-		prep_rw(&self->ring, self->fd, self->buf + i * BS, BS,
-			i * 16 * BS, false, 0, i);
-	ASSERT_EQ(4, io_uring_submit(&self->ring));
-	ASSERT_EQ(0, fts_wait_outstanding(self->srv, 4, 3000));
+	/* NOWAIT IO queues past max_background until the overflow is full */
+	for (i = 0; i < QF_ALL; i++) {
+		res[i] = -ETIME;
+		prep_rw(&ring, self->fd, self->buf + i * BS, BS,
+			(i % (SZ / BS)) * BS, false, 0, i);
+	}
+	ASSERT_EQ(QF_ALL, io_uring_submit(&ring));
+	ASSERT_EQ(0, fts_wait_outstanding(self->srv, QF_BG, 3000));
 
-	res[4] = -ETIME;
-	prep_rw(&self->ring, self->fd, self->buf + 4 * BS, BS, 100 * BS, false,
-		RWF_NOWAIT, 4);
-	ASSERT_EQ(1, io_uring_submit(&self->ring));
-	ASSERT_EQ(1, reap(&self->ring, 1, res, 3000)) {
+	res[QF_ALL] = -ETIME;
+	prep_rw(&ring, self->fd, self->buf + QF_ALL * BS, BS, 0, false,
+		RWF_NOWAIT, QF_ALL);
+	ASSERT_EQ(1, io_uring_submit(&ring));
+	ASSERT_EQ(1, reap(&ring, 1, res, 3000)) {
 		TH_LOG("no completion of the RWF_NOWAIT read while the queue is full");
 	}
-	EXPECT_EQ(-EAGAIN, res[4]);
-	EXPECT_EQ(4U, nr_ops(self->srv, FUSE_READ));
+	EXPECT_EQ(-EAGAIN, res[QF_ALL]);
+	EXPECT_EQ((unsigned int)QF_BG, nr_ops(self->srv, FUSE_READ));
 
 	fdio_answer_all(self->srv);
-	ASSERT_EQ(4, reap(&self->ring, 4, res, 10000));
-	for (i = 0; i < 4; i++) {
+	EXPECT_EQ(QF_ALL, reap(&ring, QF_ALL, res, 30000));
+	for (i = 0; i < QF_ALL; i++) {
 		EXPECT_EQ(BS, res[i]);
-		EXPECT_TRUE(pattern_ok(self->buf + i * BS, BS, i * 16 * BS));
+		EXPECT_TRUE(pattern_ok(self->buf + i * BS, BS,
+				       (i % (SZ / BS)) * BS));
 	}
+	io_uring_queue_exit(&ring);
 }
 
 TEST_F(nw, gap_rwf_nowait_multi_request)
@@ -665,7 +682,7 @@ TEST_F(nw, gap_nowait_buffered_after_fcntl)
 	struct iovec iov = { self->buf, BS };
 	struct fts_config cfg;
 	unsigned int reads, writes;
-	int fl;
+	int fl, i;
 
 	fdio_config(&cfg, 0);
 	cfg.attr_timeout_ms = 60000;
@@ -680,15 +697,30 @@ TEST_F(nw, gap_nowait_buffered_after_fcntl)
 	EXPECT_EQ(EAGAIN, errno);
 	EXPECT_EQ(writes, nr_ops(self->srv, FUSE_WRITE));
 
+	/*
+	 * An uncached page: -EAGAIN, but readahead is started (background
+	 * READs, FUSE_ASYNC_READ, a free slot), so a later NOWAIT read finds
+	 * the data.  IOCB_NOIO on every NOWAIT read would leave a sequential
+	 * io_uring reader with an -EAGAIN at each readahead window.
+	 */
 	EXPECT_EQ(-1, preadv2(self->fd, &iov, 1, 32 * BS, RWF_NOWAIT));
 	EXPECT_EQ(EAGAIN, errno);
-	EXPECT_EQ(reads, nr_ops(self->srv, FUSE_READ));
-	/* cache the page, then NOWAIT reads it */
-	ASSERT_EQ(BS, pread(self->fd, self->buf, BS, 32 * BS));
+	ASSERT_EQ(0, fts_wait_ops(self->srv, FUSE_READ, reads + 1, 3000)) {
+		TH_LOG("no readahead READ sent by the NOWAIT read");
+	}
 	memset(self->buf, 0, BS);
+	for (i = 0; i < 100; i++) {
+		if (preadv2(self->fd, &iov, 1, 32 * BS, RWF_NOWAIT) == BS)
+			break;
+		ASSERT_EQ(EAGAIN, errno);
+		usleep(10000);
+	}
+	ASSERT_LT(i, 100) {
+		TH_LOG("the page read ahead never became readable without waiting");
+	}
+	EXPECT_TRUE(pattern_ok(self->buf, BS, 32 * BS));
 	reads = nr_ops(self->srv, FUSE_READ);
 	EXPECT_EQ(BS, preadv2(self->fd, &iov, 1, 32 * BS, RWF_NOWAIT));
-	EXPECT_TRUE(pattern_ok(self->buf, BS, 32 * BS));
 	EXPECT_EQ(reads, nr_ops(self->srv, FUSE_READ));
 }
 
