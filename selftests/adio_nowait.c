@@ -55,9 +55,12 @@
  *  - gap_preadv2_nowait: preadv2()/pwritev2() with RWF_NOWAIT on a
  *    FOPEN_DIRECT_IO file: the data, one request each (a sync NOWAIT IO
  *    waits for its own request, as on a block device; stock: -EOPNOTSUPP).
- *  - gap_preadv2_nowait_serial: the same without FUSE_ASYNC_DIO_ALL (the
- *    serial path, which would wait for each request in turn): -EAGAIN and
- *    nothing sent.
+ *  - gap_preadv2_nowait_no_opt_in: the same without FUSE_ASYNC_DIO_ALL,
+ *    where sync IO takes the serial path: a NOWAIT IO, one request, takes
+ *    the async engine and gets its data all the same.
+ *  - uring_read_multishot(_no_opt_in): io_uring's multishot read (a sync
+ *    kiocb with IOCB_NOWAIT) reads into its 4 provided buffers and ends
+ *    with -ENOBUFS, never -ECANCELED (stock reads too: not a gap).
  *  - gap_nowait_buffered_after_fcntl: a normal file opened with O_DIRECT,
  *    then O_DIRECT cleared: an RWF_NOWAIT write gets -EAGAIN with nothing
  *    sent; an RWF_NOWAIT read of an uncached page -EAGAIN, having started
@@ -657,24 +660,119 @@ TEST_F(nw, gap_preadv2_nowait)
 	EXPECT_EQ(0, memcmp(self->buf, self->buf + BS, BS));
 }
 
-TEST_F(nw, gap_preadv2_nowait_serial)
+TEST_F(nw, gap_preadv2_nowait_no_opt_in)
 {
 	struct iovec iov = { self->buf, BS };
 	struct fts_config cfg;
 	unsigned int reads, writes;
 
-	/* without the opt-in, sync IO takes the serial path: -EAGAIN */
+	/*
+	 * Without the opt-in, sync IO takes the serial path, but a NOWAIT
+	 * one is one request: it takes the async engine all the same.
+	 */
 	fdio_config(&cfg, FOPEN_DIRECT_IO);
 	cfg.init_flags &= ~FUSE_ASYNC_DIO_ALL;
 	nw_start(_metadata, self, &cfg, 0);
 	reads = nr_ops(self->srv, FUSE_READ);
 	writes = nr_ops(self->srv, FUSE_WRITE);
-	EXPECT_EQ(-1, preadv2(self->fd, &iov, 1, 0, RWF_NOWAIT));
-	EXPECT_EQ(EAGAIN, errno);
-	EXPECT_EQ(-1, pwritev2(self->fd, &iov, 1, 0, RWF_NOWAIT));
-	EXPECT_EQ(EAGAIN, errno);
-	EXPECT_EQ(reads, nr_ops(self->srv, FUSE_READ));
-	EXPECT_EQ(writes, nr_ops(self->srv, FUSE_WRITE));
+	ASSERT_EQ(BS, preadv2(self->fd, &iov, 1, 3 * BS, RWF_NOWAIT)) {
+		TH_LOG("preadv2(RWF_NOWAIT): %s", strerror(errno));
+	}
+	EXPECT_TRUE(pattern_ok(self->buf, BS, 3 * BS));
+	EXPECT_EQ(reads + 1, nr_ops(self->srv, FUSE_READ));
+	memset(self->buf, 0x3c, BS);
+	ASSERT_EQ(BS, pwritev2(self->fd, &iov, 1, 5 * BS, RWF_NOWAIT)) {
+		TH_LOG("pwritev2(RWF_NOWAIT): %s", strerror(errno));
+	}
+	EXPECT_EQ(writes + 1, nr_ops(self->srv, FUSE_WRITE));
+	ASSERT_EQ(BS, pread(self->fd, self->buf + BS, BS, 5 * BS));
+	EXPECT_EQ(0, memcmp(self->buf, self->buf + BS, BS));
+}
+
+/* not in bookworm's liburing 2.3 */
+#define NW_IORING_OP_READ_MULTISHOT	49
+#define NW_BGID				7
+#define NW_NBUF				4
+
+/*
+ * io_uring's multishot read issues a sync kiocb with IOCB_NOWAIT (on a
+ * file with FMODE_NOWAIT): it must read, from the file position, into the
+ * provided buffers until they run out, never end with -ECANCELED or keep
+ * getting -EAGAIN.  Not a gap: stock reads too (it ignores IOCB_NOWAIT).
+ */
+static void uring_multishot(struct __test_metadata *_metadata,
+			    FIXTURE_DATA(nw) *self)
+{
+	struct io_uring_sqe *sqe;
+	struct io_uring_cqe *cqe;
+	struct __kernel_timespec ts = { .tv_sec = 10 };
+	int data = 0, n = 0;
+	bool more = true;
+
+	sqe = io_uring_get_sqe(&self->ring);
+	io_uring_prep_provide_buffers(sqe, self->buf, BS, NW_NBUF, NW_BGID, 0);
+	ASSERT_EQ(1, io_uring_submit(&self->ring));
+	ASSERT_EQ(0, io_uring_wait_cqe(&self->ring, &cqe));
+	ASSERT_EQ(0, cqe->res) {
+		TH_LOG("IORING_OP_PROVIDE_BUFFERS: %s", strerror(-cqe->res));
+	}
+	io_uring_cqe_seen(&self->ring, cqe);
+
+	sqe = io_uring_get_sqe(&self->ring);
+	io_uring_prep_rw(NW_IORING_OP_READ_MULTISHOT, sqe, self->fd, NULL, 0,
+			 (__u64)-1);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = NW_BGID;
+	ASSERT_EQ(1, io_uring_submit(&self->ring));
+	while (more && n < 2 * NW_NBUF) {
+		ASSERT_EQ(0, io_uring_wait_cqe_timeout(&self->ring, &cqe, &ts)) {
+			TH_LOG("no CQE %d of the multishot read within 10 s", n);
+		}
+		more = cqe->flags & IORING_CQE_F_MORE;
+		if (cqe->res == -EINVAL && !n) {
+			io_uring_cqe_seen(&self->ring, cqe);
+			SKIP(return, "IORING_OP_READ_MULTISHOT not supported");
+		}
+		if (cqe->res > 0) {
+			unsigned int bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+
+			ASSERT_NE(0U, cqe->flags & IORING_CQE_F_BUFFER);
+			ASSERT_LT(bid, (unsigned int)NW_NBUF);
+			EXPECT_EQ(BS, cqe->res);
+			EXPECT_TRUE(pattern_ok(self->buf + bid * BS, cqe->res,
+					       data));
+			data += cqe->res;
+		} else {
+			/* the end: out of buffers (or EOF), nothing else */
+			EXPECT_FALSE(more);
+			EXPECT_TRUE(cqe->res == -ENOBUFS || cqe->res == 0) {
+				TH_LOG("multishot read ended with %d (%s) after %d bytes",
+				       cqe->res, strerror(-cqe->res), data);
+			}
+		}
+		io_uring_cqe_seen(&self->ring, cqe);
+		n++;
+	}
+	EXPECT_EQ(NW_NBUF * BS, data);
+}
+
+TEST_F(nw, uring_read_multishot)
+{
+	struct fts_config cfg;
+
+	fdio_config(&cfg, FOPEN_DIRECT_IO);
+	nw_start(_metadata, self, &cfg, 0);
+	uring_multishot(_metadata, self);
+}
+
+TEST_F(nw, uring_read_multishot_no_opt_in)
+{
+	struct fts_config cfg;
+
+	fdio_config(&cfg, FOPEN_DIRECT_IO);
+	cfg.init_flags &= ~FUSE_ASYNC_DIO_ALL;
+	nw_start(_metadata, self, &cfg, 0);
+	uring_multishot(_metadata, self);
 }
 
 TEST_F(nw, gap_nowait_buffered_after_fcntl)
