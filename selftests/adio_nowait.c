@@ -46,9 +46,19 @@
  *    reads held: 260 io_uring reads fill the slots and the overflow
  *    queue behind them (256); one more with RWF_NOWAIT gets -EAGAIN at
  *    once, the server has four READs; then all 260 complete.
- *  - gap_rwf_nowait_multi_request: 128 KiB requests: an RWF_NOWAIT read of
- *    1 MiB (8 requests) gets -EAGAIN with no READ sent, never a short
- *    count; without RWF_NOWAIT it returns the 1 MiB.
+ *  - gap_rwf_nowait_multi_request: 128 KiB requests: an io_uring read and
+ *    write of 1 MiB with RWF_NOWAIT (8 requests each, built before the
+ *    first is sent) return the 1 MiB, 8 READs and 8 WRITEs, right data.
+ *  - gap_rwf_nowait_multi_request_unmapped: the same read into a buffer
+ *    whose second half was never touched: -EAGAIN with no READ sent (all
+ *    pages are pinned before the first request goes), never a short
+ *    count; once touched, the 1 MiB.
+ *  - gap_uring_multi_request_no_worker: as gap_uring_read_no_worker with
+ *    4 io_uring reads of 256 KiB (2 requests each): io_uring_submit()
+ *    returns, 8 READs reach the server, no io-wq worker; then the data.
+ *  - gap_preadv2_nowait_multi_request: a sync RWF_NOWAIT read of 1 MiB
+ *    (8 requests) gets -EAGAIN with no READ sent: its other requests
+ *    would wait for slots.
  *  - gap_rwf_nowait_one_request_1m: 1 MiB requests (max_pages 256): the
  *    RWF_NOWAIT read and write of 1 MiB complete, one request each, with
  *    the right data.
@@ -578,15 +588,100 @@ TEST_F(nw, gap_rwf_nowait_queue_full)
 TEST_F(nw, gap_rwf_nowait_multi_request)
 {
 	struct fts_config cfg;
-	unsigned int reads;
+	unsigned int reads, writes;
 
 	fdio_config(&cfg, FOPEN_DIRECT_IO);	/* 128 KiB requests */
 	nw_start(_metadata, self, &cfg, 0);
 	reads = nr_ops(self->srv, FUSE_READ);
-	EXPECT_EQ(-EAGAIN, one_rw(&self->ring, self->fd, self->buf, MIB, 0,
-				  false, RWF_NOWAIT));
+	ASSERT_EQ(MIB, one_rw(&self->ring, self->fd, self->buf, MIB, 0,
+			      false, RWF_NOWAIT));
+	EXPECT_EQ(reads + 8, nr_ops(self->srv, FUSE_READ));
+	EXPECT_TRUE(pattern_ok(self->buf, MIB, 0));
+
+	memset(self->buf, 0x5a, MIB);
+	writes = nr_ops(self->srv, FUSE_WRITE);
+	ASSERT_EQ(MIB, one_rw(&self->ring, self->fd, self->buf, MIB, 0, true,
+			      RWF_NOWAIT));
+	EXPECT_EQ(writes + 8, nr_ops(self->srv, FUSE_WRITE));
+	ASSERT_EQ(MIB, pread(self->fd, self->buf + MIB, MIB, 0));
+	EXPECT_EQ(0, memcmp(self->buf, self->buf + MIB, MIB));
+}
+
+TEST_F(nw, gap_rwf_nowait_multi_request_unmapped)
+{
+	struct fts_config cfg;
+	unsigned int reads;
+	unsigned char *m;
+
+	fdio_config(&cfg, FOPEN_DIRECT_IO);	/* 128 KiB requests */
+	nw_start(_metadata, self, &cfg, 0);
+	m = mmap(NULL, MIB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+		 -1, 0);
+	ASSERT_NE(MAP_FAILED, m);
+	memset(m, 1, MIB / 2);		/* the first 4 requests' pages only */
+	reads = nr_ops(self->srv, FUSE_READ);
+	EXPECT_EQ(-EAGAIN, one_rw(&self->ring, self->fd, m, MIB, 0, false,
+				  RWF_NOWAIT));
+	EXPECT_EQ(reads, nr_ops(self->srv, FUSE_READ)) {
+		TH_LOG("READs were sent for a NOWAIT read that was refused");
+	}
+	memset(m + MIB / 2, 1, MIB / 2);
+	EXPECT_EQ(MIB, one_rw(&self->ring, self->fd, m, MIB, 0, false,
+			      RWF_NOWAIT));
+	EXPECT_EQ(reads + 8, nr_ops(self->srv, FUSE_READ));
+	EXPECT_TRUE(pattern_ok(m, MIB, 0));
+	munmap(m, MIB);
+}
+
+TEST_F(nw, gap_uring_multi_request_no_worker)
+{
+	const size_t len = 256 << 10;	/* 2 requests of 128 KiB */
+	struct fts_config cfg;
+	int res[4], i, workers;
+
+	fdio_config(&cfg, FOPEN_DIRECT_IO);
+	poll_never_ready(&cfg);
+	nw_start(_metadata, self, &cfg, 0);
+	hold_all(self->srv, FUSE_READ);
+	for (i = 0; i < 4; i++)
+		prep_rw(&self->ring, self->fd, self->buf + i * len, len,
+			i * len, false, 0, i);
+	ASSERT_EQ(0, fdio_call_start(&self->call, submit_all, &self->ring));
+	ASSERT_TRUE(fdio_call_wait(&self->call, 3000)) {
+		TH_LOG("io_uring_submit() still blocked after 3 s");
+	}
+	ASSERT_EQ(4, self->call.ret);
+	EXPECT_EQ(0, fts_wait_outstanding(self->srv, 8, 3000)) {
+		TH_LOG("server got %u of 8 READs",
+		       nr_ops(self->srv, FUSE_READ));
+	}
+	workers = iowq_workers();
+	TH_LOG("io-wq workers while 4 reads of 2 requests are in flight: %d",
+	       workers);
+	EXPECT_EQ(0, workers);
+	fdio_answer_all(self->srv);
+	ASSERT_EQ(4, reap(&self->ring, 4, res, 10000));
+	ASSERT_TRUE(fdio_call_join(&self->call, 5000));
+	for (i = 0; i < 4; i++)
+		EXPECT_EQ((int)len, res[i]);
+	EXPECT_TRUE(pattern_ok(self->buf, 4 * len, 0));
+}
+
+TEST_F(nw, gap_preadv2_nowait_multi_request)
+{
+	struct iovec iov = { self->buf, MIB };
+	struct fts_config cfg;
+	unsigned int reads;
+	ssize_t ret;
+
+	fdio_config(&cfg, FOPEN_DIRECT_IO);	/* 128 KiB requests */
+	nw_start(_metadata, self, &cfg, 0);
+	reads = nr_ops(self->srv, FUSE_READ);
+	ret = preadv2(self->fd, &iov, 1, 0, RWF_NOWAIT);
+	EXPECT_EQ(-1, ret);
+	EXPECT_EQ(EAGAIN, errno);
 	EXPECT_EQ(reads, nr_ops(self->srv, FUSE_READ));
-	ASSERT_EQ(MIB, one_rw(&self->ring, self->fd, self->buf, MIB, 0, false, 0));
+	ASSERT_EQ(MIB, preadv2(self->fd, &iov, 1, 0, 0));
 	EXPECT_TRUE(pattern_ok(self->buf, MIB, 0));
 }
 
