@@ -56,9 +56,17 @@
  *  - gap_uring_multi_request_no_worker: as gap_uring_read_no_worker with
  *    4 io_uring reads of 256 KiB (2 requests each): io_uring_submit()
  *    returns, 8 READs reach the server, no io-wq worker; then the data.
- *  - gap_preadv2_nowait_multi_request: a sync RWF_NOWAIT read of 1 MiB
- *    (8 requests) gets -EAGAIN with no READ sent: its other requests
- *    would wait for slots.
+ *  - gap_preadv2_nowait_short_read: a sync RWF_NOWAIT read of 1 MiB
+ *    returns what one request takes (128 KiB, one READ): it waits for its
+ *    request and would wait for slots for others; a sync RWF_NOWAIT write
+ *    of 2 requests gets -EAGAIN.
+ *  - gap_uring_multi_request_past_max_background: max_background 4, READs
+ *    held: an io_uring read of 1 MiB (8 requests, 4 past max_background)
+ *    returns from io_uring_submit(), 4 READs at the server, no io-wq
+ *    worker; then the 1 MiB.
+ *  - gap_rwf_nowait_multi_request_no_room: the overflow has room for 6:
+ *    an RWF_NOWAIT read of 1 MiB gets -EAGAIN, nothing sent; later the
+ *    1 MiB.
  *  - gap_rwf_nowait_one_request_1m: 1 MiB requests (max_pages 256): the
  *    RWF_NOWAIT read and write of 1 MiB complete, one request each, with
  *    the right data.
@@ -68,9 +76,11 @@
  *  - gap_preadv2_nowait_no_opt_in: the same without FUSE_ASYNC_DIO_ALL,
  *    where sync IO takes the serial path: a NOWAIT IO, one request, takes
  *    the async engine and gets its data all the same.
- *  - uring_read_multishot(_no_opt_in): io_uring's multishot read (a sync
- *    kiocb with IOCB_NOWAIT) reads into its 4 provided buffers and ends
- *    with -ENOBUFS, never -ECANCELED (stock reads too: not a gap).
+ *  - uring_read_multishot(_no_opt_in, _big_buffers, _untouched): io_uring's
+ *    multishot read (a sync kiocb with IOCB_NOWAIT) reads into its 4
+ *    provided buffers and ends with -ENOBUFS, never -ECANCELED, also with
+ *    buffers of two requests (each gets one) and buffers never touched
+ *    (stock reads too: not a gap).
  *  - gap_nowait_buffered_after_fcntl: a normal file opened with O_DIRECT,
  *    then O_DIRECT cleared: an RWF_NOWAIT write gets -EAGAIN with nothing
  *    sent; an RWF_NOWAIT read of an uncached page -EAGAIN, having started
@@ -667,7 +677,7 @@ TEST_F(nw, gap_uring_multi_request_no_worker)
 	EXPECT_TRUE(pattern_ok(self->buf, 4 * len, 0));
 }
 
-TEST_F(nw, gap_preadv2_nowait_multi_request)
+TEST_F(nw, gap_preadv2_nowait_short_read)
 {
 	struct iovec iov = { self->buf, MIB };
 	struct fts_config cfg;
@@ -678,10 +688,92 @@ TEST_F(nw, gap_preadv2_nowait_multi_request)
 	nw_start(_metadata, self, &cfg, 0);
 	reads = nr_ops(self->srv, FUSE_READ);
 	ret = preadv2(self->fd, &iov, 1, 0, RWF_NOWAIT);
+	EXPECT_EQ(128 << 10, ret) {
+		TH_LOG("RWF_NOWAIT read of 1 MiB: %zd (%s)", ret,
+		       ret < 0 ? strerror(errno) : "bytes");
+	}
+	EXPECT_EQ(reads + 1, nr_ops(self->srv, FUSE_READ));
+	EXPECT_TRUE(pattern_ok(self->buf, 128 << 10, 0));
+	iov.iov_len = 256 << 10;		/* a write is not cut */
+	ret = pwritev2(self->fd, &iov, 1, 0, RWF_NOWAIT);
 	EXPECT_EQ(-1, ret);
 	EXPECT_EQ(EAGAIN, errno);
-	EXPECT_EQ(reads, nr_ops(self->srv, FUSE_READ));
-	ASSERT_EQ(MIB, preadv2(self->fd, &iov, 1, 0, 0));
+}
+
+/*
+ * max_background 4, the server holding every READ: one io_uring read of
+ * 1 MiB is 8 requests, 4 of them queued past max_background.  Submission
+ * returns, no io-wq worker, 4 READs at the server, then the data.
+ */
+TEST_F(nw, gap_uring_multi_request_past_max_background)
+{
+	struct fts_config cfg;
+	int res = -ETIME, workers;
+
+	fdio_config(&cfg, FOPEN_DIRECT_IO);
+	cfg.max_background = 4;
+	cfg.congestion_threshold = 3;
+	poll_never_ready(&cfg);
+	nw_start(_metadata, self, &cfg, 0);
+	hold_all(self->srv, FUSE_READ);
+	prep_rw(&self->ring, self->fd, self->buf, MIB, 0, false, 0, 0);
+	ASSERT_EQ(0, fdio_call_start(&self->call, submit_all, &self->ring));
+	ASSERT_TRUE(fdio_call_wait(&self->call, 3000)) {
+		TH_LOG("io_uring_submit() still blocked after 3 s");
+	}
+	ASSERT_EQ(1, self->call.ret);
+	EXPECT_EQ(0, fts_wait_outstanding(self->srv, 4, 3000));
+	fdio_sleep_ms(100);
+	EXPECT_EQ(4U, nr_ops(self->srv, FUSE_READ));
+	workers = iowq_workers();
+	TH_LOG("io-wq workers while 1 MiB (8 requests) is in flight: %d",
+	       workers);
+	EXPECT_EQ(0, workers);
+	fdio_answer_all(self->srv);
+	ASSERT_EQ(1, reap(&self->ring, 1, &res, 10000));
+	ASSERT_TRUE(fdio_call_join(&self->call, 5000));
+	EXPECT_EQ(MIB, res);
+	EXPECT_EQ(8U, nr_ops(self->srv, FUSE_READ));
+	EXPECT_TRUE(pattern_ok(self->buf, MIB, 0));
+}
+
+/*
+ * The overflow has room for 6 more requests (250 of 256 queued behind 4
+ * held READs): an RWF_NOWAIT read of 1 MiB (8 requests) gets -EAGAIN with
+ * nothing sent; once the queue drained, the same read returns the 1 MiB.
+ */
+#define NR_FILL		(4 + 250)
+
+TEST_F(nw, gap_rwf_nowait_multi_request_no_room)
+{
+	static int res[NR_FILL];
+	struct fts_config cfg;
+	struct io_uring ring;
+	int i;
+
+	fdio_config(&cfg, FOPEN_DIRECT_IO);
+	cfg.max_background = 4;
+	cfg.congestion_threshold = 3;
+	nw_start(_metadata, self, &cfg, 0);
+	ASSERT_EQ(0, io_uring_queue_init(512, &ring, 0));
+	hold_all(self->srv, FUSE_READ);
+	for (i = 0; i < NR_FILL; i++) {
+		res[i] = -ETIME;
+		prep_rw(&ring, self->fd, self->buf + MIB + (i % 64) * BS, BS,
+			(i % (SZ / BS)) * BS, false, 0, i);
+	}
+	ASSERT_EQ(NR_FILL, io_uring_submit(&ring));
+	ASSERT_EQ(0, fts_wait_outstanding(self->srv, 4, 3000));
+	EXPECT_EQ(-EAGAIN, one_rw(&self->ring, self->fd, self->buf, MIB, 0,
+				  false, RWF_NOWAIT));
+	EXPECT_EQ(4U, nr_ops(self->srv, FUSE_READ));
+	fdio_answer_all(self->srv);
+	EXPECT_EQ(NR_FILL, reap(&ring, NR_FILL, res, 30000));
+	for (i = 0; i < NR_FILL; i++)
+		EXPECT_EQ(BS, res[i]);
+	io_uring_queue_exit(&ring);
+	ASSERT_EQ(MIB, one_rw(&self->ring, self->fd, self->buf, MIB, 0, false,
+			      RWF_NOWAIT));
 	EXPECT_TRUE(pattern_ok(self->buf, MIB, 0));
 }
 
@@ -795,17 +887,24 @@ TEST_F(nw, gap_preadv2_nowait_no_opt_in)
  * provided buffers until they run out, never end with -ECANCELED or keep
  * getting -EAGAIN.  Not a gap: stock reads too (it ignores IOCB_NOWAIT).
  */
+/*
+ * A multishot read of "file" into NW_NBUF provided buffers of bsz bytes at
+ * bufs: every buffer gets data (bsz, or what one request takes: a sync
+ * NOWAIT read is cut to that), in file order, and the read ends with
+ * -ENOBUFS, never -ECANCELED.
+ */
 static void uring_multishot(struct __test_metadata *_metadata,
-			    FIXTURE_DATA(nw) *self)
+			    FIXTURE_DATA(nw) *self, unsigned char *bufs,
+			    int bsz)
 {
 	struct io_uring_sqe *sqe;
 	struct io_uring_cqe *cqe;
 	struct __kernel_timespec ts = { .tv_sec = 10 };
-	int data = 0, n = 0;
+	int data = 0, n = 0, filled = 0;
 	bool more = true;
 
 	sqe = io_uring_get_sqe(&self->ring);
-	io_uring_prep_provide_buffers(sqe, self->buf, BS, NW_NBUF, NW_BGID, 0);
+	io_uring_prep_provide_buffers(sqe, bufs, bsz, NW_NBUF, NW_BGID, 0);
 	ASSERT_EQ(1, io_uring_submit(&self->ring));
 	ASSERT_EQ(0, io_uring_wait_cqe(&self->ring, &cqe));
 	ASSERT_EQ(0, cqe->res) {
@@ -833,10 +932,11 @@ static void uring_multishot(struct __test_metadata *_metadata,
 
 			ASSERT_NE(0U, cqe->flags & IORING_CQE_F_BUFFER);
 			ASSERT_LT(bid, (unsigned int)NW_NBUF);
-			EXPECT_EQ(BS, cqe->res);
-			EXPECT_TRUE(pattern_ok(self->buf + bid * BS, cqe->res,
-					       data));
+			EXPECT_LE(cqe->res, bsz);
+			EXPECT_TRUE(pattern_ok(bufs + (size_t)bid * bsz,
+					       cqe->res, data));
 			data += cqe->res;
+			filled++;
 		} else {
 			/* the end: out of buffers (or EOF), nothing else */
 			EXPECT_FALSE(more);
@@ -848,7 +948,9 @@ static void uring_multishot(struct __test_metadata *_metadata,
 		io_uring_cqe_seen(&self->ring, cqe);
 		n++;
 	}
-	EXPECT_EQ(NW_NBUF * BS, data);
+	EXPECT_EQ(NW_NBUF, filled);
+	TH_LOG("multishot read: %d bytes into %d buffers of %d", data, filled,
+	       bsz);
 }
 
 TEST_F(nw, uring_read_multishot)
@@ -857,7 +959,7 @@ TEST_F(nw, uring_read_multishot)
 
 	fdio_config(&cfg, FOPEN_DIRECT_IO);
 	nw_start(_metadata, self, &cfg, 0);
-	uring_multishot(_metadata, self);
+	uring_multishot(_metadata, self, self->buf, BS);
 }
 
 TEST_F(nw, uring_read_multishot_no_opt_in)
@@ -867,7 +969,32 @@ TEST_F(nw, uring_read_multishot_no_opt_in)
 	fdio_config(&cfg, FOPEN_DIRECT_IO);
 	cfg.init_flags &= ~FUSE_ASYNC_DIO_ALL;
 	nw_start(_metadata, self, &cfg, 0);
-	uring_multishot(_metadata, self);
+	uring_multishot(_metadata, self, self->buf, BS);
+}
+
+/* Buffers of 256 KiB, more than one 128 KiB request each */
+TEST_F(nw, uring_read_multishot_big_buffers)
+{
+	struct fts_config cfg;
+
+	fdio_config(&cfg, FOPEN_DIRECT_IO);
+	nw_start(_metadata, self, &cfg, 0);
+	uring_multishot(_metadata, self, self->buf, 256 << 10);
+}
+
+/* Buffers never touched: pinning them needs faults */
+TEST_F(nw, uring_read_multishot_untouched)
+{
+	struct fts_config cfg;
+	unsigned char *m;
+
+	fdio_config(&cfg, FOPEN_DIRECT_IO);
+	nw_start(_metadata, self, &cfg, 0);
+	m = mmap(NULL, NW_NBUF * BS, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, m);
+	uring_multishot(_metadata, self, m, BS);
+	munmap(m, NW_NBUF * BS);
 }
 
 TEST_F(nw, gap_nowait_buffered_after_fcntl)
