@@ -805,10 +805,10 @@ TEST_F(nw, gap_rwf_nowait_one_request_1m)
 
 /*
  * A NOWAIT read past EOF is counted after its trim at EOF: 1 MiB at
- * EOF - 4 KiB is one 4 KiB READ, not eight 128 KiB ones, and is not refused.
- * Not a gap: stock ignores IOCB_NOWAIT on it and reads.
+ * EOF - 4 KiB is one 4 KiB READ, not eight 128 KiB ones.  Stock refuses
+ * RWF_NOWAIT on FUSE files (-EOPNOTSUPP: no FMODE_NOWAIT).
  */
-TEST_F(nw, nowait_read_at_eof_one_request)
+TEST_F(nw, gap_nowait_read_at_eof_one_request)
 {
 	struct fts_config cfg;
 	unsigned int reads;
