@@ -675,6 +675,7 @@ static void handle_meta(struct fts *s, unsigned char *req, size_t len)
 		struct fuse_attr_out attr;
 		struct fuse_open_out open;
 		struct fuse_statfs_out statfs;
+		struct fuse_poll_out poll;
 	} out;
 	size_t outsz = 0;
 	int err = 0;
@@ -757,6 +758,14 @@ static void handle_meta(struct fts *s, unsigned char *req, size_t len)
 		out.statfs.st.frsize = 4096;
 		out.statfs.st.namelen = 255;
 		outsz = sizeof(out.statfs);
+		break;
+	case FUSE_POLL:
+		if (!s->cfg.poll) {
+			err = ENOSYS;
+			break;
+		}
+		out.poll.revents = s->cfg.poll_revents;
+		outsz = sizeof(out.poll);
 		break;
 	case FUSE_FLUSH:
 	case FUSE_RELEASE:	/* recorded by handle() */

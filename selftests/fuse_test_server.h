@@ -178,6 +178,10 @@ struct fts_config {
 	bool fixed_size;		/* report size instead of data length */
 	uint64_t size;
 	unsigned int attr_timeout_ms;	/* entry/attr validity, 0: none */
+	/* FUSE_POLL: answered with ENOSYS (false, the kernel then takes the
+	 * file as always ready), or with poll_revents (true) */
+	bool poll;
+	uint32_t poll_revents;
 	/* serving */
 	unsigned int nthreads;		/* worker threads reading /dev/fuse */
 	size_t max_data;		/* largest file (shared mapping) */
