@@ -39,13 +39,20 @@ def argv(w, d, top):
         a += ["-o", "1" if w.op == "read" else "0", path]
         return a
     if w.tool == "fio":
-        a = ["fio", "--name=bench", f"--ioengine={w.engine}", f"--rw={w.op}",
+        rw = w.op
+        if w.touch_buffers:
+            rw = {"read": "rw", "randread": "randrw"}[w.op]
+        a = ["fio", "--name=bench", f"--ioengine={w.engine}", f"--rw={rw}",
              f"--bs={w.bs}", f"--iodepth={w.iodepth}", f"--numjobs={w.numjobs}",
              f"--direct={1 if w.odirect else 0}", f"--size={w.size_mb}M",
              f"--runtime={w.runtime}", "--fallocate=none", "--group_reporting",
              "--output-format=json"]
         if w.op.startswith("rand"):
             a += ["--norandommap", "--randrepeat=0"]
+        if w.count_iowq:
+            a.append("--thread")
+        if w.touch_buffers:
+            a.append("--rwmixread=100")
         if w.extend:
             # Every job writes its own new file from 0 on: each write
             # extends it.  Not time based: a wrap-around would overwrite.

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 
 from . import commands, parse
@@ -198,25 +199,98 @@ class Server:
             raise RunError(f"no server stats: {e}") from None
 
 
-def run_tool(w, d, top, logdir):
+def cpu_busy_s():
+    """The guest's CPU time so far, all CPUs, not idle, iowait or steal."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal ...
+    return (v[0] + v[1] + v[2] + v[5] + v[6]) / os.sysconf("SC_CLK_TCK")
+
+
+def task_cpu_s(pid):
+    """utime + stime of a process (all its threads), None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class IowqCounter(threading.Thread):
+    """Counts the io_uring io-wq workers (threads named iou-wrk-*) of one
+    process every 50 ms: the most at once, how many different ones and
+    their CPU time (as last seen)."""
+
+    def __init__(self, pid):
+        super().__init__(daemon=True)
+        self.pid, self.most = pid, 0
+        self.ticks = {}                 # tid -> utime + stime, last seen
+        self.done = threading.Event()
+
+    def run(self):
+        task = f"/proc/{self.pid}/task"
+        while not self.done.wait(0.05):
+            try:
+                tids = os.listdir(task)
+            except OSError:
+                return
+            now = 0
+            for t in tids:
+                try:
+                    with open(f"{task}/{t}/comm") as f:
+                        if not f.read().startswith("iou-wrk-"):
+                            continue
+                    with open(f"{task}/{t}/stat") as f:
+                        st = f.read().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                now += 1
+                self.ticks[t] = int(st[11]) + int(st[12])
+            self.most = max(self.most, now)
+
+
+def run_tool(w, d, top, logdir, server_pid=None):
     argv = commands.argv(w, d, top)
     t0 = time.monotonic()
+    cpu0 = cpu_busy_s()
+    srv0 = task_cpu_s(server_pid) if server_pid else None
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, cwd=d)
+    iowq = IowqCounter(proc.pid) if w.count_iowq else None
+    if iowq:
+        iowq.start()
     try:
-        r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           text=True, timeout=w.timeout, cwd=d)
+        out = proc.communicate(timeout=w.timeout)[0]
     except subprocess.TimeoutExpired as e:
+        proc.kill()
         abort_connections()
+        proc.communicate()
         raise RunError(f"timed out after {w.timeout} s: {' '.join(argv)}") from e
+    finally:
+        if iowq:
+            iowq.done.set()
+            iowq.join()
     wall = time.monotonic() - t0
+    cpu = cpu_busy_s() - cpu0
+    srv1 = task_cpu_s(server_pid) if server_pid else None
     with open(os.path.join(logdir, "tool.log"), "w") as f:
-        f.write(" ".join(argv) + "\n" + r.stdout)
-    if r.returncode:
-        raise RunError(f"{w.tool} exited with {r.returncode}: {r.stdout.strip()[-600:]}")
+        f.write(" ".join(argv) + "\n" + out)
+    if proc.returncode:
+        raise RunError(f"{w.tool} exited with {proc.returncode}: {out.strip()[-600:]}")
     try:
-        res = parse.result(w.tool, r.stdout)
+        res = parse.result(w.tool, out)
     except ValueError as e:
-        raise RunError(f"{e}; output: {r.stdout.strip()[-600:]}") from None
+        raise RunError(f"{e}; output: {out.strip()[-600:]}") from None
     res["wall"] = round(wall, 3)
+    # CPU time of the whole guest while the tool ran (fio's start and
+    # stop included) and of the server process in it
+    res["cpu_s"] = round(cpu, 3)
+    if srv0 is not None and srv1 is not None:
+        res["server_cpu_s"] = round(srv1 - srv0, 3)
+    if iowq:
+        res["iowq_most"], res["iowq_seen"] = iowq.most, len(iowq.ticks)
+        res["iowq_cpu_s"] = round(sum(iowq.ticks.values()) / os.sysconf("SC_CLK_TCK"), 3)
     return res
 
 
@@ -231,7 +305,7 @@ def one_run(w, variant, top, mods, logdir):
     else:
         srv = Server(top, w.server, logdir)
         try:
-            res = run_tool(w, MNT, top, logdir)
+            res = run_tool(w, MNT, top, logdir, srv.proc.pid)
         finally:
             stats = srv.stop()
         res["server"] = stats
@@ -330,8 +404,10 @@ def main(argv=None):
             res = one_run(w, variant, top, mods, os.path.join(logbase, f"{n:03d}-{w.id}-{variant}"))
             mbps = res["bytes"] / parse.MIB / res["seconds"]
             rec.update(ok=True, mbps=round(mbps, 2), iops=round(res["ios"] / res["seconds"], 1),
-                       bytes=res["bytes"], seconds=res["seconds"], wall=res["wall"],
-                       server=res["server"])
+                       bytes=res["bytes"], ios=res["ios"], seconds=res["seconds"], wall=res["wall"],
+                       server=res["server"],
+                       **{k: res[k] for k in ("cpu_s", "server_cpu_s", "iowq_most", "iowq_seen", "iowq_cpu_s",
+                                              "fio_cpu_s", "slat_us") if k in res})
         except (RunError, OSError, subprocess.SubprocessError) as e:
             failed += 1
             rec.update(ok=False, error=str(e))
@@ -349,6 +425,9 @@ def main(argv=None):
         if rec["ok"]:
             inflight = rec["server"]["max_inflight"] if rec["server"] else "-"
             what = f"{rec['mbps']:.1f} MB/s {rec['iops']:.0f} IOPS, max_inflight {inflight}"
+            if "iowq_most" in rec:
+                what += (f", {rec['cpu_s'] * 1e6 / max(rec['ios'], 1):.0f} us CPU/IO"
+                         f", io-wq {rec['iowq_most']}")
         else:
             what = "FAILED: " + rec["error"][:300]
         print(f"bench-progress: rep {a.rep}/{reps} run {done}/{total} {w.id} [{variant}] "

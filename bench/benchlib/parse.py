@@ -45,17 +45,23 @@ def fio(out):
         raise ValueError("fio's JSON has no jobs")
     nbytes = ios = 0
     runtime_ms = 0
+    cpu_s = slat_ns = 0.0
     for j in jobs:
         if j.get("error"):
             raise ValueError(f"fio job error {j['error']}")
+        # usr_cpu and sys_cpu are percent of the job's run time
+        cpu_s += (j.get("usr_cpu", 0) + j.get("sys_cpu", 0)) / 100 * j.get("job_runtime", 0) / 1000
         for d in ("read", "write"):
             s = j.get(d, {})
             nbytes += s.get("io_bytes", 0)
             ios += s.get("total_ios", 0)
             runtime_ms = max(runtime_ms, s.get("runtime", 0))
+            # submission latency: the time io_uring_enter() / io_submit() took
+            slat_ns += s.get("slat_ns", {}).get("mean", 0) * s.get("total_ios", 0)
     if runtime_ms <= 0 or nbytes <= 0:
         raise ValueError("fio moved no data")
-    return {"bytes": nbytes, "seconds": runtime_ms / 1000.0, "ios": ios}
+    return {"bytes": nbytes, "seconds": runtime_ms / 1000.0, "ios": ios,
+            "fio_cpu_s": round(cpu_s, 3), "slat_us": round(slat_ns / ios / 1000, 2) if ios else None}
 
 
 def result(tool, out):

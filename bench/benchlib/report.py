@@ -29,6 +29,25 @@ def summary(values):
             "max": max(values), "n": len(values), "values": values}
 
 
+def _per_io(key):
+    def f(r):
+        ios = r.get("ios") or r["iops"] * r["seconds"]
+        return round(r[key] * 1e6 / ios, 2) if r.get(key) is not None and ios else None
+    return f
+
+
+# per-run figures besides MB/s and IOPS, where the run recorded them
+_EXTRA = {
+    "cpu_us_per_io": _per_io("cpu_s"),            # the whole guest's CPU time
+    "server_cpu_us_per_io": _per_io("server_cpu_s"),
+    "fio_cpu_us_per_io": _per_io("fio_cpu_s"),
+    "slat_us": lambda r: r.get("slat_us"),
+    "iowq_most": lambda r: r.get("iowq_most"),
+    "iowq_seen": lambda r: r.get("iowq_seen"),
+    "iowq_cpu_ms": lambda r: None if r.get("iowq_cpu_s") is None else r["iowq_cpu_s"] * 1e3,
+}
+
+
 def aggregate(plan, runs, meta):
     out = []
     failures = [r for r in runs if not r.get("ok")]
@@ -46,6 +65,10 @@ def aggregate(plan, runs, meta):
                 "reps": [r["rep"] for r in ok],
                 "failed": sum(1 for r in failures if r["workload"] == w.id and r["variant"] == v),
             }
+            for key, f in _EXTRA.items():
+                vals = [x for x in (f(r) for r in ok) if x is not None]
+                if vals:
+                    e[v][key] = summary(vals)
             if v != "raw":
                 e[v]["max_inflight"] = [r["server"]["max_inflight"] for r in ok]
                 e[v]["max_inflight_median"] = (statistics.median(e[v]["max_inflight"])
@@ -127,6 +150,47 @@ def model_markdown(res):
     return "\n".join(lines) + "\n"
 
 
+def _iowq_rows(res):
+    return [e for e in res["workloads"]
+            if e["stock"].get("iowq_most") or e["patched"].get("iowq_most")]
+
+
+def _med(e, v, key, fmt=None):
+    x = e[v].get(key)
+    if not x:
+        return "-"
+    return fmt(x["median"]) if fmt else _num(x["median"])
+
+
+def nowait_markdown(res):
+    """The io_uring table: IOPS, CPU time per IO, submission latency and
+    io-wq workers ('' when no run counted io-wq workers)."""
+    rows = _iowq_rows(res)
+    if not rows:
+        return ""
+
+    def pair(e, key):
+        return " / ".join(_num(e[v][key]["median"]) if e[v].get(key) else "-"
+                          for v in ("stock", "patched"))
+
+    def workers(e):
+        return " / ".join(f"{e[v]['iowq_most']['median']:g} ({e[v]['iowq_most']['max']:g})"
+                          if e[v].get("iowq_most") else "-" for v in ("stock", "patched"))
+
+    lines = ["", "**io_uring: CPU time per IO and io-wq workers** (medians; guest CPU: all "
+             "of the guest's non-idle time while fio ran, its start included, divided by the IOs; "
+             "submit: fio's slat; io-wq: the most iou-wrk threads of fio's process at once, "
+             "median (max) of the repetitions, and their CPU time), stock / patched", "",
+             "| workload | group | IOPS | guest CPU us/IO | server CPU us/IO | fio CPU us/IO "
+             "| submit us | io-wq workers | io-wq CPU ms |",
+             "|---|---|--:|--:|--:|--:|--:|--:|--:|"]
+    for e in rows:
+        lines.append(f"| {e['label']} | {e['group']} | {_iops(e)} | {pair(e, 'cpu_us_per_io')} "
+                     f"| {pair(e, 'server_cpu_us_per_io')} | {pair(e, 'fio_cpu_us_per_io')} "
+                     f"| {pair(e, 'slat_us')} | {workers(e)} | {pair(e, 'iowq_cpu_ms')} |")
+    return "\n".join(lines) + "\n"
+
+
 def _num(x):
     if x is None:
         return "-"
@@ -165,7 +229,7 @@ def markdown(res):
         lines.append(f"| {e['label']} | {_mm(e['stock']['mbps'])} | {_mm(e['patched']['mbps'])} "
                      f"| **{ratio}** | {_iops(e)} | {_inflight(e)} "
                      f"| {_num(e['raw']['mbps']['median']) if e['raw']['mbps'] else 'FAIL'} |")
-    return "\n".join(lines).lstrip("\n") + "\n" + model_markdown(res)
+    return "\n".join(lines).lstrip("\n") + "\n" + model_markdown(res) + nowait_markdown(res)
 
 
 def text(res, width=40):
@@ -186,4 +250,14 @@ def text(res, width=40):
             share = f", {m['ratio_share'] * 100:.0f}% of it" if m.get("ratio_share") else ""
             lines.append(f"  {'':{width}} model limit {m['limit_ratio']:.2f}x{share}"
                          f" (C {_num(m['c_ms']['stock'])} / {_num(m['c_ms']['patched'])} ms)")
+    rows = _iowq_rows(res)
+    if rows:
+        lines += ["", "io_uring, CPU time of the guest per IO and io-wq workers (most at once):",
+                  f"  {'':{width}} {'IOPS':>15}  {'CPU us/IO':>13}  io-wq"]
+        for e in rows:
+            iops = f"{_med(e, 'stock', 'iops')} / {_med(e, 'patched', 'iops')}"
+            cpu = f"{_med(e, 'stock', 'cpu_us_per_io')} / {_med(e, 'patched', 'cpu_us_per_io')}"
+            wq = " / ".join(_med(e, v, "iowq_most", lambda x: f"{x:g}") for v in ("stock", "patched"))
+            name = e["label"] + (" (dio)" if "FOPEN_DIRECT_IO" in e["group"] else " (O_DIRECT)")
+            lines.append(f"  {name:{width}} {iops:>15}  {cpu:>13}  {wq}")
     return "\n".join(lines).lstrip("\n") + "\n"

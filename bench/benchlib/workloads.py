@@ -64,6 +64,14 @@ class Workload:
     runtime: int = 2
     quick: bool = False
     timeout: int = 240       # seconds, per run
+    # fio jobs as threads of one process (--thread), whose io_uring io-wq
+    # workers (iou-wrk-*) the guest counts during the run
+    count_iowq: bool = False
+    # fio writes its buffers before the first IO (a read-only mix of a
+    # read-write job: fio fills the buffers of jobs that may write); plain
+    # read jobs never touch them, so the first read into each buffer page
+    # faults
+    touch_buffers: bool = False
     # latency model (report.model): the stock module sends model_k requests
     # of a model_unit_kib unit one after the other, the patched one all at
     # once; model_twin is the same workload at zero latency, whose times
@@ -186,6 +194,24 @@ def matrix():
         _fio("io_uring", "randwrite", "4k", 32, numjobs=4, server=DIO),
         _fio("libaio", "write", "1M", 32, server=LAT1, extend=True),
     ]
+    # 6. io_uring inline issue (patches 12-13): the same io_uring jobs on
+    #    FOPEN_DIRECT_IO files (direct=0) and O_DIRECT on normal files, at
+    #    tmpfs speed where the submitter's CPU time shows
+    for server in (DIO, TMPFS):
+        group = ("io_uring inline issue (NOWAIT), "
+                 + ("FOPEN_DIRECT_IO, direct=0" if server.direct_io else "normal files, direct=1")
+                 + ", tmpfs")
+        w += [replace(_fio("io_uring", op, bs, qd, server=server, group=group), count_iowq=True,
+                      id=_fio("io_uring", op, bs, qd, server=server).id + "-nw", runtime=4)
+              for op, bs, qd in (("randread", "4k", 32), ("randwrite", "4k", 32),
+                                 ("read", "1M", 8), ("write", "1M", 8))]
+        if server.direct_io:
+            # the reads again into buffers already faulted in: under
+            # IOCB_NOWAIT patch 12 pins pages without faulting them in, so
+            # a never-touched buffer page costs one IO on an io-wq worker
+            w += [replace(x, id=x.id + "-touched", touch_buffers=True,
+                          label=x.label + ", buffers written first")
+                  for x in w[-4:] if x.op.endswith("read")]
     # 4. server threads 1 / 4 / 8, with and without --clone-fd
     dd = next(x for x in w if x.id == "dio-dd-read")
     w += [_threads(dd, replace(DIO, threads=t, clone_fd=c), "sync dd read, FOPEN_DIRECT_IO, tmpfs")
