@@ -9,29 +9,34 @@
  * parked on a poll that only its FUSE_NOTIFY_POLL wakes; one that answers
  * ENOSYS makes the file always ready, and io_uring issues the IO inline
  * with IOCB_NOWAIT, which the stock module ignores (io_uring_enter()
- * sleeps where the IO sleeps).  io-wq workers ("iou-wrk-*" threads of the
- * process) run what returned -EAGAIN.  The cases:
+ * sleeps where the IO sleeps).  With the series, files of servers without
+ * FUSE_POLL (asked once, at the first open) get FMODE_NOWAIT and lose
+ * ->poll; those of servers with it keep stock's poll.  io-wq workers
+ * ("iou-wrk-*" threads of the process) run what returned -EAGAIN.  The
+ * cases:
  *
- *  - gap_uring_read_no_worker / gap_uring_write_no_worker: a server that
- *    implements FUSE_POLL (nothing ready), FOPEN_DIRECT_IO, the server
- *    holds every READ (WRITE): 8 io_uring reads (writes, two of them past
- *    EOF) of 4 KiB return from io_uring_submit(), reach the server, and
- *    no io-wq worker exists; then the data is right.  On stock they never
- *    reach the server (they wait for the poll).
- *  - gap_odirect_uring_no_worker: the same reads on a normal file opened
- *    with O_DIRECT.
+ *  - uring_read_no_worker / gap_uring_write_no_worker: FOPEN_DIRECT_IO,
+ *    the server holds every READ (WRITE): 8 io_uring reads (writes, two
+ *    of them past EOF) of 4 KiB return from io_uring_submit(), reach the
+ *    server, and no io-wq worker exists; then the data is right.  Stock
+ *    reads pass too; its writes go to io-wq (no FOP_BUFFER_WASYNC).
+ *  - uring_odirect_read_no_worker: the reads on a normal file opened with
+ *    O_DIRECT.
+ *  - uring_poll_server_keeps_poll: a server that implements FUSE_POLL and
+ *    reports nothing ready: an io_uring read does not reach the server
+ *    (it waits for the poll), as on stock.
  *  - gap_uring_past_max_background: a server without FUSE_POLL (stock
  *    issues inline, ignoring IOCB_NOWAIT) and max_background 4 holds
  *    every READ: 8 io_uring reads return from io_uring_submit(), 4 reach
  *    the server, no io-wq worker; then all 8 complete with the right data.
  *    Stock sleeps in io_uring_submit() at max_background.
- *  - uring_locked_inode_no_block: FUSE_POLL answered ENOSYS, a sync write
- *    past EOF held by the server keeps the inode locked; an io_uring
- *    write must come back from io_uring_submit() at once (-EAGAIN inside,
- *    so io_uring punts it to a worker) and complete with the right data
- *    once the first write is answered.  Stock passes too: io_uring never
- *    issues a write without O_DIRECT inline on a file without
- *    FOP_BUFFER_WASYNC; this guards 0013, which sets it.
+ *  - uring_locked_inode_no_block: a sync write past EOF held by the server
+ *    keeps the inode locked; an io_uring write must come back from
+ *    io_uring_submit() at once (-EAGAIN inside, so io_uring punts it to a
+ *    worker) and complete with the right data once the first write is
+ *    answered.  Stock passes too: io_uring never issues a write without
+ *    O_DIRECT inline on a file without FOP_BUFFER_WASYNC; this guards
+ *    0013, which sets it.
  *  - gap_rwf_nowait_locked_inode: the same locked inode, an io_uring write
  *    with RWF_NOWAIT: -EAGAIN at once, nothing sent.
  *  - gap_rwf_nowait_read: io_uring read with RWF_NOWAIT: the data (stock:
@@ -53,13 +58,12 @@
  *    whose second half was never touched: -EAGAIN with no READ sent (all
  *    pages are pinned before the first request goes), never a short
  *    count; once touched, the 1 MiB.
- *  - gap_uring_multi_request_no_worker: as gap_uring_read_no_worker with
- *    4 io_uring reads of 256 KiB (2 requests each): io_uring_submit()
+ *  - uring_multi_request_no_worker: as uring_read_no_worker with 4
+ *    io_uring reads of 256 KiB (2 requests each): io_uring_submit()
  *    returns, 8 READs reach the server, no io-wq worker; then the data.
  *  - gap_preadv2_nowait_multi_request: a sync RWF_NOWAIT read of 1 MiB (8
- *    READs) and write of 256 KiB return all of it: the submitter waits
- *    for its requests (and for slots) as a sync IO does; a short read
- *    would be taken by io_uring for a partial one.
+ *    READs) and write of 256 KiB return all of it: a sync NOWAIT IO takes
+ *    the serial path and waits for its answers, as on a block device.
  *  - gap_uring_multi_request_past_max_background: max_background 4, READs
  *    held: an io_uring read of 1 MiB (8 requests, 4 past max_background)
  *    returns from io_uring_submit(), 4 READs at the server, no io-wq
@@ -70,17 +74,26 @@
  *  - gap_rwf_nowait_one_request_1m: 1 MiB requests (max_pages 256): the
  *    RWF_NOWAIT read and write of 1 MiB complete, one request each, with
  *    the right data.
+ *  - gap_nowait_read_at_eof_one_request: an RWF_NOWAIT read of 1 MiB at
+ *    EOF - 4 KiB is counted after its trim: one READ.
  *  - gap_preadv2_nowait: preadv2()/pwritev2() with RWF_NOWAIT on a
- *    FOPEN_DIRECT_IO file: the data, one request each (a sync NOWAIT IO
- *    waits for its own request, as on a block device; stock: -EOPNOTSUPP).
- *  - gap_preadv2_nowait_no_opt_in: the same without FUSE_ASYNC_DIO_ALL,
- *    where sync IO takes the serial path: a NOWAIT IO, one request, takes
- *    the async engine and gets its data all the same.
- *  - uring_read_multishot(_no_opt_in, _big_buffers, _untouched): io_uring's
- *    multishot read (a sync kiocb with IOCB_NOWAIT) reads into its 4
- *    provided buffers and ends with -ENOBUFS, never -ECANCELED, also with
- *    buffers of two requests (each gets one) and buffers never touched
- *    (stock reads too: not a gap).
+ *    FOPEN_DIRECT_IO file: the data, one request each (stock:
+ *    -EOPNOTSUPP).
+ *  - gap_preadv2_nowait_slots_busy: max_background READs of another open
+ *    file held: preadv2() with RWF_NOWAIT is neither refused nor made to
+ *    wait for a background slot (its request is synchronous); the data
+ *    once the server answers it.
+ *  - gap_preadv2_nowait_no_opt_in: the same without FUSE_ASYNC_DIO_ALL.
+ *  - uring_read_multishot_no_poll: io_uring's multishot read on a server
+ *    without FUSE_POLL: refused with -EBADFD (the file has no ->poll, as a
+ *    regular file of ext4), or, on stock, the data; never data lost.
+ *  - uring_read_multishot(_no_opt_in, _big_buffers, _untouched,
+ *    _slots_busy): on a server with FUSE_POLL that reports the file
+ *    readable, the multishot read (a sync kiocb with IOCB_NOWAIT) reads
+ *    into its 4 provided buffers and ends with -ENOBUFS, never -ECANCELED
+ *    or -EAGAIN for good: also with buffers of two requests, buffers never
+ *    touched (its pages are faulted in) and the background slots taken
+ *    by held reads (its request is synchronous).  Stock reads too.
  *  - gap_nowait_buffered_after_fcntl: a normal file opened with O_DIRECT,
  *    then O_DIRECT cleared: an RWF_NOWAIT write gets -EAGAIN with nothing
  *    sent; an RWF_NOWAIT read of an uncached page -EAGAIN, having started
@@ -99,6 +112,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -296,6 +310,20 @@ static void poll_never_ready(struct fts_config *cfg)
 	cfg->poll_revents = 0;
 }
 
+/* One that implements FUSE_POLL and always reports a file readable */
+static void poll_ready(struct fts_config *cfg)
+{
+	cfg->poll = true;
+	cfg->poll_revents = POLLIN | POLLRDNORM;
+}
+
+static long answer_later(void *srv)
+{
+	fdio_sleep_ms(1000);
+	fdio_answer_all(srv);
+	return 0;
+}
+
 static long submit_all(void *arg)
 {
 	return io_uring_submit(arg);
@@ -361,12 +389,11 @@ static void uring_no_worker(struct __test_metadata *_metadata,
 	}
 }
 
-TEST_F(nw, gap_uring_read_no_worker)
+TEST_F(nw, uring_read_no_worker)
 {
 	struct fts_config cfg;
 
 	fdio_config(&cfg, FOPEN_DIRECT_IO);
-	poll_never_ready(&cfg);
 	nw_start(_metadata, self, &cfg, 0);
 	uring_no_worker(_metadata, self, false, NR);
 }
@@ -376,20 +403,41 @@ TEST_F(nw, gap_uring_write_no_worker)
 	struct fts_config cfg;
 
 	fdio_config(&cfg, FOPEN_DIRECT_IO);
-	poll_never_ready(&cfg);
 	nw_start(_metadata, self, &cfg, 0);
 	uring_no_worker(_metadata, self, true, NR);
 }
 
-TEST_F(nw, gap_odirect_uring_no_worker)
+TEST_F(nw, uring_odirect_read_no_worker)
 {
 	struct fts_config cfg;
 
 	fdio_config(&cfg, 0);
-	poll_never_ready(&cfg);
 	cfg.attr_timeout_ms = 60000;
 	nw_start(_metadata, self, &cfg, O_DIRECT);
 	uring_no_worker(_metadata, self, false, NR);
+}
+
+/*
+ * A server that implements FUSE_POLL and reports the file not ready: its
+ * files get no FMODE_NOWAIT, so io_uring keeps asking FUSE_POLL before a
+ * read, and the READ does not reach the server (the IO waits for the
+ * server's poll notification), as on stock.  With FMODE_NOWAIT the READ of
+ * a file polled as an event source would go to the server at once, and a
+ * multishot read would drop a short answer.
+ */
+TEST_F(nw, uring_poll_server_keeps_poll)
+{
+	struct fts_config cfg;
+
+	fdio_config(&cfg, FOPEN_DIRECT_IO);
+	poll_never_ready(&cfg);
+	nw_start(_metadata, self, &cfg, 0);
+	prep_rw(&self->ring, self->fd, self->buf, BS, 0, false, 0, 0);
+	ASSERT_EQ(1, io_uring_submit(&self->ring));
+	fdio_sleep_ms(500);
+	EXPECT_EQ(0U, nr_ops(self->srv, FUSE_READ));
+	EXPECT_LE(1U, nr_ops(self->srv, FUSE_POLL));
+	/* the ring's exit in the teardown cancels the poll */
 }
 
 /*
@@ -643,14 +691,13 @@ TEST_F(nw, gap_rwf_nowait_multi_request_unmapped)
 	munmap(m, MIB);
 }
 
-TEST_F(nw, gap_uring_multi_request_no_worker)
+TEST_F(nw, uring_multi_request_no_worker)
 {
 	const size_t len = 256 << 10;	/* 2 requests of 128 KiB */
 	struct fts_config cfg;
 	int res[4], i, workers;
 
 	fdio_config(&cfg, FOPEN_DIRECT_IO);
-	poll_never_ready(&cfg);
 	nw_start(_metadata, self, &cfg, 0);
 	hold_all(self->srv, FUSE_READ);
 	for (i = 0; i < 4; i++)
@@ -714,7 +761,6 @@ TEST_F(nw, gap_uring_multi_request_past_max_background)
 	fdio_config(&cfg, FOPEN_DIRECT_IO);
 	cfg.max_background = 4;
 	cfg.congestion_threshold = 3;
-	poll_never_ready(&cfg);
 	nw_start(_metadata, self, &cfg, 0);
 	hold_all(self->srv, FUSE_READ);
 	prep_rw(&self->ring, self->fd, self->buf, MIB, 0, false, 0, 0);
@@ -848,6 +894,46 @@ TEST_F(nw, gap_preadv2_nowait)
 	EXPECT_EQ(0, memcmp(self->buf, self->buf + BS, BS));
 }
 
+/*
+ * max_background READs of another open file held by the server: a sync
+ * RWF_NOWAIT read does not wait for a background slot (it takes the
+ * serial path, whose synchronous request needs none) and is not refused
+ * for one; it returns the data when the server answers it.
+ */
+TEST_F(nw, gap_preadv2_nowait_slots_busy)
+{
+	struct iovec iov = { self->buf, BS };
+	static int res[QF_BG];
+	struct io_uring ring;
+	struct fts_config cfg;
+	int fd2, i;
+	ssize_t ret;
+
+	fdio_config(&cfg, FOPEN_DIRECT_IO);
+	cfg.max_background = QF_BG;
+	cfg.congestion_threshold = QF_BG - 1;
+	nw_start(_metadata, self, &cfg, 0);
+	fd2 = open(fts_file(self->srv), O_RDONLY);
+	ASSERT_LE(0, fd2);
+	ASSERT_EQ(0, io_uring_queue_init(64, &ring, 0));
+	hold_all(self->srv, FUSE_READ);
+	for (i = 0; i < QF_BG; i++)
+		prep_rw(&ring, fd2, self->buf + MIB + i * BS, BS, i * BS, false,
+			0, i);
+	ASSERT_EQ(QF_BG, io_uring_submit(&ring));
+	ASSERT_EQ(0, fts_wait_outstanding(self->srv, QF_BG, 3000));
+	ASSERT_EQ(0, fdio_call_start(&self->call, answer_later, self->srv));
+	ret = preadv2(self->fd, &iov, 1, 8 * BS, RWF_NOWAIT);
+	EXPECT_EQ(BS, ret) {
+		TH_LOG("preadv2(RWF_NOWAIT) with the slots taken: %zd (%s)",
+		       ret, ret < 0 ? strerror(errno) : "bytes");
+	}
+	EXPECT_TRUE(pattern_ok(self->buf, BS, 8 * BS));
+	EXPECT_EQ(QF_BG, reap(&ring, QF_BG, res, 10000));
+	io_uring_queue_exit(&ring);
+	close(fd2);
+}
+
 TEST_F(nw, gap_preadv2_nowait_no_opt_in)
 {
 	struct iovec iov = { self->buf, BS };
@@ -887,16 +973,32 @@ TEST_F(nw, gap_preadv2_nowait_no_opt_in)
  * file with FMODE_NOWAIT): it must read, from the file position, into the
  * provided buffers until they run out, never end with -ECANCELED or keep
  * getting -EAGAIN.  Not a gap: stock reads too (it ignores IOCB_NOWAIT).
+ *
+ * uring_multishot(): a multishot read of "file" into nbuf provided
+ * buffers of bsz bytes at bufs: every buffer gets bsz bytes, in file
+ * order, and the read ends with -ENOBUFS (or 0 at EOF).  Or it is refused
+ * at once with -EBADFD, the file position unmoved: the series' FMODE_NOWAIT
+ * files have no ->poll (servers without FUSE_POLL), as the regular files of
+ * block-based file systems.  Fewer buffers than io_uring's 128 re-arms of a
+ * multishot read: past them io_uring ends the read without moving the file
+ * position past what it returned (stock too; a read armed again returns
+ * the same data).
  */
-/*
- * A multishot read of "file" into NW_NBUF provided buffers of bsz bytes at
- * bufs: every buffer gets data (bsz, or what one request takes: a sync
- * NOWAIT read is cut to that), in file order, and the read ends with
- * -ENOBUFS, never -ECANCELED.
- */
+static void arm_multishot(struct __test_metadata *_metadata,
+			  FIXTURE_DATA(nw) *self)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&self->ring);
+
+	io_uring_prep_rw(NW_IORING_OP_READ_MULTISHOT, sqe, self->fd, NULL, 0,
+			 (__u64)-1);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = NW_BGID;
+	ASSERT_EQ(1, io_uring_submit(&self->ring));
+}
+
 static void uring_multishot(struct __test_metadata *_metadata,
 			    FIXTURE_DATA(nw) *self, unsigned char *bufs,
-			    int bsz)
+			    int bsz, int nbuf)
 {
 	struct io_uring_sqe *sqe;
 	struct io_uring_cqe *cqe;
@@ -905,7 +1007,7 @@ static void uring_multishot(struct __test_metadata *_metadata,
 	bool more = true;
 
 	sqe = io_uring_get_sqe(&self->ring);
-	io_uring_prep_provide_buffers(sqe, bufs, bsz, NW_NBUF, NW_BGID, 0);
+	io_uring_prep_provide_buffers(sqe, bufs, bsz, nbuf, NW_BGID, 0);
 	ASSERT_EQ(1, io_uring_submit(&self->ring));
 	ASSERT_EQ(0, io_uring_wait_cqe(&self->ring, &cqe));
 	ASSERT_EQ(0, cqe->res) {
@@ -913,27 +1015,31 @@ static void uring_multishot(struct __test_metadata *_metadata,
 	}
 	io_uring_cqe_seen(&self->ring, cqe);
 
-	sqe = io_uring_get_sqe(&self->ring);
-	io_uring_prep_rw(NW_IORING_OP_READ_MULTISHOT, sqe, self->fd, NULL, 0,
-			 (__u64)-1);
-	sqe->flags |= IOSQE_BUFFER_SELECT;
-	sqe->buf_group = NW_BGID;
-	ASSERT_EQ(1, io_uring_submit(&self->ring));
-	while (more && n < 2 * NW_NBUF) {
+	arm_multishot(_metadata, self);
+	while (more && n < 2 * nbuf) {
 		ASSERT_EQ(0, io_uring_wait_cqe_timeout(&self->ring, &cqe, &ts)) {
-			TH_LOG("no CQE %d of the multishot read within 10 s", n);
+			TH_LOG("no CQE %d of the multishot read within 10 s (%d buffers filled)",
+			       n, filled);
 		}
 		more = cqe->flags & IORING_CQE_F_MORE;
 		if (cqe->res == -EINVAL && !n) {
 			io_uring_cqe_seen(&self->ring, cqe);
 			SKIP(return, "IORING_OP_READ_MULTISHOT not supported");
 		}
+		if (cqe->res == -EBADFD && !n) {
+			/* not pollable: refused before reading anything */
+			EXPECT_FALSE(more);
+			io_uring_cqe_seen(&self->ring, cqe);
+			EXPECT_EQ(0, lseek(self->fd, 0, SEEK_CUR));
+			TH_LOG("multishot read refused (-EBADFD): the file has no ->poll");
+			return;
+		}
 		if (cqe->res > 0) {
 			unsigned int bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
 
 			ASSERT_NE(0U, cqe->flags & IORING_CQE_F_BUFFER);
-			ASSERT_LT(bid, (unsigned int)NW_NBUF);
-			EXPECT_LE(cqe->res, bsz);
+			ASSERT_LT(bid, (unsigned int)nbuf);
+			EXPECT_EQ(bsz, cqe->res);
 			EXPECT_TRUE(pattern_ok(bufs + (size_t)bid * bsz,
 					       cqe->res, data)) {
 				size_t o;
@@ -958,18 +1064,37 @@ static void uring_multishot(struct __test_metadata *_metadata,
 		io_uring_cqe_seen(&self->ring, cqe);
 		n++;
 	}
-	EXPECT_EQ(NW_NBUF, filled);
+	EXPECT_EQ(nbuf, filled);
 	TH_LOG("multishot read: %d bytes into %d buffers of %d", data, filled,
 	       bsz);
 }
 
-TEST_F(nw, uring_read_multishot)
+/*
+ * On a server without FUSE_POLL: the series' FMODE_NOWAIT files have no
+ * ->poll, and a multishot read is refused (-EBADFD); stock reads.
+ */
+TEST_F(nw, uring_read_multishot_no_poll)
 {
 	struct fts_config cfg;
 
 	fdio_config(&cfg, FOPEN_DIRECT_IO);
 	nw_start(_metadata, self, &cfg, 0);
-	uring_multishot(_metadata, self, self->buf, BS);
+	uring_multishot(_metadata, self, self->buf, BS, NW_NBUF);
+}
+
+/*
+ * On a server with FUSE_POLL that reports the file readable: the file keeps
+ * ->poll and gets no FMODE_NOWAIT; io_uring polls, then issues the reads as
+ * a sync kiocb with IOCB_NOWAIT, which takes the serial path and reads.
+ */
+TEST_F(nw, uring_read_multishot)
+{
+	struct fts_config cfg;
+
+	fdio_config(&cfg, FOPEN_DIRECT_IO);
+	poll_ready(&cfg);
+	nw_start(_metadata, self, &cfg, 0);
+	uring_multishot(_metadata, self, self->buf, BS, NW_NBUF);
 }
 
 TEST_F(nw, uring_read_multishot_no_opt_in)
@@ -978,8 +1103,9 @@ TEST_F(nw, uring_read_multishot_no_opt_in)
 
 	fdio_config(&cfg, FOPEN_DIRECT_IO);
 	cfg.init_flags &= ~FUSE_ASYNC_DIO_ALL;
+	poll_ready(&cfg);
 	nw_start(_metadata, self, &cfg, 0);
-	uring_multishot(_metadata, self, self->buf, BS);
+	uring_multishot(_metadata, self, self->buf, BS, NW_NBUF);
 }
 
 /* Buffers of 256 KiB, more than one 128 KiB request each */
@@ -988,8 +1114,9 @@ TEST_F(nw, uring_read_multishot_big_buffers)
 	struct fts_config cfg;
 
 	fdio_config(&cfg, FOPEN_DIRECT_IO);
+	poll_ready(&cfg);
 	nw_start(_metadata, self, &cfg, 0);
-	uring_multishot(_metadata, self, self->buf, 256 << 10);
+	uring_multishot(_metadata, self, self->buf, 256 << 10, NW_NBUF);
 }
 
 /* Buffers never touched: pinning them needs faults */
@@ -999,12 +1126,48 @@ TEST_F(nw, uring_read_multishot_untouched)
 	unsigned char *m;
 
 	fdio_config(&cfg, FOPEN_DIRECT_IO);
+	poll_ready(&cfg);
 	nw_start(_metadata, self, &cfg, 0);
 	m = mmap(NULL, NW_NBUF * BS, PROT_READ | PROT_WRITE,
 		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	ASSERT_NE(MAP_FAILED, m);
-	uring_multishot(_metadata, self, m, BS);
+	uring_multishot(_metadata, self, m, BS, NW_NBUF);
 	munmap(m, NW_NBUF * BS);
+}
+
+/*
+ * A multishot read while max_background async reads of another open
+ * file are held by the server: it must not end with -ECANCELED or hang,
+ * and reads the data once the server answers (stock sends it as a
+ * synchronous request, which no background slot limits).
+ */
+TEST_F(nw, uring_read_multishot_slots_busy)
+{
+	static int res[QF_BG];
+	struct io_uring ring;
+	struct fts_config cfg;
+	int fd2, i;
+
+	fdio_config(&cfg, FOPEN_DIRECT_IO);
+	cfg.max_background = QF_BG;
+	cfg.congestion_threshold = QF_BG - 1;
+	poll_ready(&cfg);
+	nw_start(_metadata, self, &cfg, 0);
+	fd2 = open(fts_file(self->srv), O_RDONLY);
+	ASSERT_LE(0, fd2);
+	ASSERT_EQ(0, io_uring_queue_init(64, &ring, 0));
+	hold_all(self->srv, FUSE_READ);
+	for (i = 0; i < QF_BG; i++)
+		prep_rw(&ring, fd2, self->buf + MIB + i * BS, BS, i * BS, false,
+			0, i);
+	ASSERT_EQ(QF_BG, io_uring_submit(&ring));
+	ASSERT_EQ(0, fts_wait_outstanding(self->srv, QF_BG, 3000));
+	/* the multishot read's READs are held too: answer all in 1 s */
+	ASSERT_EQ(0, fdio_call_start(&self->call, answer_later, self->srv));
+	uring_multishot(_metadata, self, self->buf, BS, NW_NBUF);
+	EXPECT_EQ(QF_BG, reap(&ring, QF_BG, res, 10000));
+	io_uring_queue_exit(&ring);
+	close(fd2);
 }
 
 TEST_F(nw, gap_nowait_buffered_after_fcntl)
