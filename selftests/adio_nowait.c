@@ -81,19 +81,20 @@
  *    -EOPNOTSUPP).
  *  - gap_preadv2_nowait_slots_busy: max_background READs of another open
  *    file held: preadv2() with RWF_NOWAIT is neither refused nor made to
- *    wait for a background slot (its request is synchronous); the data
- *    once the server answers it.
+ *    wait for a background slot (its READ reaches the server while they
+ *    are held); the data once the server answers it.
  *  - gap_preadv2_nowait_no_opt_in: the same without FUSE_ASYNC_DIO_ALL.
- *  - uring_read_multishot_no_poll: io_uring's multishot read on a server
- *    without FUSE_POLL: refused with -EBADFD (the file has no ->poll, as a
- *    regular file of ext4), or, on stock, the data; never data lost.
+ *  - gap_nowait_file_not_pollable: on a server without FUSE_POLL the
+ *    FMODE_NOWAIT file has no ->poll, as a regular file of ext4: io_uring's
+ *    multishot read is refused (-EBADFD), epoll_ctl() too (EPERM); poll()
+ *    reports it ready.  Stock takes it as always ready.
  *  - uring_read_multishot(_no_opt_in, _big_buffers, _untouched,
  *    _slots_busy): on a server with FUSE_POLL that reports the file
- *    readable, the multishot read (a sync kiocb with IOCB_NOWAIT) reads
- *    into its 4 provided buffers and ends with -ENOBUFS, never -ECANCELED
- *    or -EAGAIN for good: also with buffers of two requests, buffers never
- *    touched (its pages are faulted in) and the background slots taken
- *    by held reads (its request is synchronous).  Stock reads too.
+ *    readable (no FMODE_NOWAIT: IOCB_NOWAIT ignored in direct IO, as on
+ *    stock), the multishot read reads into its 4 provided buffers and
+ *    ends with -ENOBUFS, never -ECANCELED or -EAGAIN for good: also with
+ *    buffers of two requests, buffers never touched and the background
+ *    slots taken by held reads.  Stock reads too.
  *  - gap_nowait_buffered_after_fcntl: a normal file opened with O_DIRECT,
  *    then O_DIRECT cleared: an RWF_NOWAIT write gets -EAGAIN with nothing
  *    sent; an RWF_NOWAIT read of an uncached page -EAGAIN, having started
@@ -116,6 +117,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/uio.h>
 #include <sys/utsname.h>
@@ -324,6 +326,21 @@ static long answer_later(void *srv)
 	return 0;
 }
 
+/* Answer all once n READs reached the server (or after 3 s): 0 if they did */
+struct answer_at {
+	struct fts *srv;
+	unsigned int n;
+};
+
+static long answer_at_reads(void *arg)
+{
+	struct answer_at *a = arg;
+	long ret = fts_wait_outstanding(a->srv, a->n, 3000);
+
+	fdio_answer_all(a->srv);
+	return ret;
+}
+
 static long submit_all(void *arg)
 {
 	return io_uring_submit(arg);
@@ -430,13 +447,16 @@ TEST_F(nw, uring_poll_server_keeps_poll)
 	struct fts_config cfg;
 
 	fdio_config(&cfg, FOPEN_DIRECT_IO);
+	unsigned int polls;
+
 	poll_never_ready(&cfg);
 	nw_start(_metadata, self, &cfg, 0);
+	polls = nr_ops(self->srv, FUSE_POLL);	/* the series asks at open */
 	prep_rw(&self->ring, self->fd, self->buf, BS, 0, false, 0, 0);
 	ASSERT_EQ(1, io_uring_submit(&self->ring));
 	fdio_sleep_ms(500);
 	EXPECT_EQ(0U, nr_ops(self->srv, FUSE_READ));
-	EXPECT_LE(1U, nr_ops(self->srv, FUSE_POLL));
+	EXPECT_LT(polls, nr_ops(self->srv, FUSE_POLL));
 	/* the ring's exit in the teardown cancels the poll */
 }
 
@@ -904,6 +924,7 @@ TEST_F(nw, gap_preadv2_nowait_slots_busy)
 {
 	struct iovec iov = { self->buf, BS };
 	static int res[QF_BG];
+	struct answer_at at;
 	struct io_uring ring;
 	struct fts_config cfg;
 	int fd2, i;
@@ -922,11 +943,18 @@ TEST_F(nw, gap_preadv2_nowait_slots_busy)
 			0, i);
 	ASSERT_EQ(QF_BG, io_uring_submit(&ring));
 	ASSERT_EQ(0, fts_wait_outstanding(self->srv, QF_BG, 3000));
-	ASSERT_EQ(0, fdio_call_start(&self->call, answer_later, self->srv));
+	/* its READ must reach the server while the slots are still taken */
+	at.srv = self->srv;
+	at.n = QF_BG + 1;
+	ASSERT_EQ(0, fdio_call_start(&self->call, answer_at_reads, &at));
 	ret = preadv2(self->fd, &iov, 1, 8 * BS, RWF_NOWAIT);
 	EXPECT_EQ(BS, ret) {
 		TH_LOG("preadv2(RWF_NOWAIT) with the slots taken: %zd (%s)",
 		       ret, ret < 0 ? strerror(errno) : "bytes");
+	}
+	ASSERT_TRUE(fdio_call_join(&self->call, 5000));
+	EXPECT_EQ(0, self->call.ret) {
+		TH_LOG("the READ reached the server only once the slots were free");
 	}
 	EXPECT_TRUE(pattern_ok(self->buf, BS, 8 * BS));
 	EXPECT_EQ(QF_BG, reap(&ring, QF_BG, res, 10000));
@@ -941,8 +969,8 @@ TEST_F(nw, gap_preadv2_nowait_no_opt_in)
 	unsigned int reads, writes;
 
 	/*
-	 * Without the opt-in, sync IO takes the serial path, but a NOWAIT
-	 * one is one request: it takes the async engine all the same.
+	 * Without the opt-in, sync IO takes the serial path; a NOWAIT one
+	 * takes it with or without, and gets its data all the same.
 	 */
 	fdio_config(&cfg, FOPEN_DIRECT_IO);
 	cfg.init_flags &= ~FUSE_ASYNC_DIO_ALL;
@@ -969,20 +997,19 @@ TEST_F(nw, gap_preadv2_nowait_no_opt_in)
 #define NW_NBUF				4
 
 /*
- * io_uring's multishot read issues a sync kiocb with IOCB_NOWAIT (on a
- * file with FMODE_NOWAIT): it must read, from the file position, into the
- * provided buffers until they run out, never end with -ECANCELED or keep
- * getting -EAGAIN.  Not a gap: stock reads too (it ignores IOCB_NOWAIT).
+ * io_uring's multishot read needs ->poll: the series leaves it to the
+ * files of servers with FUSE_POLL, which get no FMODE_NOWAIT, and where
+ * direct IO ignores the IOCB_NOWAIT of its sync kiocb as stock does.  It
+ * must read, from the file position, into the provided buffers until they
+ * run out, never end with -ECANCELED or keep getting -EAGAIN.  Not a gap:
+ * stock reads too.
  *
  * uring_multishot(): a multishot read of "file" into nbuf provided
  * buffers of bsz bytes at bufs: every buffer gets bsz bytes, in file
- * order, and the read ends with -ENOBUFS (or 0 at EOF).  Or it is refused
- * at once with -EBADFD, the file position unmoved: the series' FMODE_NOWAIT
- * files have no ->poll (servers without FUSE_POLL), as the regular files of
- * block-based file systems.  Fewer buffers than io_uring's 128 re-arms of a
- * multishot read: past them io_uring ends the read without moving the file
- * position past what it returned (stock too; a read armed again returns
- * the same data).
+ * order, and the read ends with -ENOBUFS (or 0 at EOF).  Fewer buffers
+ * than io_uring's 128 re-arms of a multishot read: past them io_uring
+ * ends the read without moving the file position past what it returned
+ * (stock too; a read armed again returns the same data).
  */
 static void arm_multishot(struct __test_metadata *_metadata,
 			  FIXTURE_DATA(nw) *self)
@@ -1026,14 +1053,6 @@ static void uring_multishot(struct __test_metadata *_metadata,
 			io_uring_cqe_seen(&self->ring, cqe);
 			SKIP(return, "IORING_OP_READ_MULTISHOT not supported");
 		}
-		if (cqe->res == -EBADFD && !n) {
-			/* not pollable: refused before reading anything */
-			EXPECT_FALSE(more);
-			io_uring_cqe_seen(&self->ring, cqe);
-			EXPECT_EQ(0, lseek(self->fd, 0, SEEK_CUR));
-			TH_LOG("multishot read refused (-EBADFD): the file has no ->poll");
-			return;
-		}
 		if (cqe->res > 0) {
 			unsigned int bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
 
@@ -1070,22 +1089,50 @@ static void uring_multishot(struct __test_metadata *_metadata,
 }
 
 /*
- * On a server without FUSE_POLL: the series' FMODE_NOWAIT files have no
- * ->poll, and a multishot read is refused (-EBADFD); stock reads.
+ * On a server without FUSE_POLL the series' FMODE_NOWAIT files have no
+ * ->poll, as the regular files of ext4: a multishot read is refused
+ * (-EBADFD) and so is epoll_ctl() (EPERM); poll() reports them ready.
+ * Stock takes them as always ready.
  */
-TEST_F(nw, uring_read_multishot_no_poll)
+TEST_F(nw, gap_nowait_file_not_pollable)
 {
+	struct epoll_event ev = { .events = EPOLLIN };
+	struct pollfd pfd = { .events = POLLIN };
+	struct io_uring_sqe *sqe;
+	struct io_uring_cqe *cqe;
 	struct fts_config cfg;
+	int ep;
 
 	fdio_config(&cfg, FOPEN_DIRECT_IO);
 	nw_start(_metadata, self, &cfg, 0);
-	uring_multishot(_metadata, self, self->buf, BS, NW_NBUF);
+	pfd.fd = self->fd;
+	EXPECT_EQ(1, poll(&pfd, 1, 0));
+	ep = epoll_create1(0);
+	ASSERT_LE(0, ep);
+	EXPECT_EQ(-1, epoll_ctl(ep, EPOLL_CTL_ADD, self->fd, &ev));
+	EXPECT_EQ(EPERM, errno);
+	close(ep);
+
+	sqe = io_uring_get_sqe(&self->ring);
+	io_uring_prep_provide_buffers(sqe, self->buf, BS, NW_NBUF, NW_BGID, 0);
+	ASSERT_EQ(1, io_uring_submit(&self->ring));
+	ASSERT_EQ(0, io_uring_wait_cqe(&self->ring, &cqe));
+	ASSERT_EQ(0, cqe->res);
+	io_uring_cqe_seen(&self->ring, cqe);
+	arm_multishot(_metadata, self);
+	ASSERT_EQ(0, io_uring_wait_cqe(&self->ring, &cqe));
+	if (cqe->res == -EINVAL)
+		SKIP(return, "IORING_OP_READ_MULTISHOT not supported");
+	EXPECT_EQ(-EBADFD, cqe->res);
+	EXPECT_EQ(0U, cqe->flags & IORING_CQE_F_MORE);
+	io_uring_cqe_seen(&self->ring, cqe);
+	EXPECT_EQ(0, lseek(self->fd, 0, SEEK_CUR));
 }
 
 /*
  * On a server with FUSE_POLL that reports the file readable: the file keeps
  * ->poll and gets no FMODE_NOWAIT; io_uring polls, then issues the reads as
- * a sync kiocb with IOCB_NOWAIT, which takes the serial path and reads.
+ * a sync kiocb with IOCB_NOWAIT, which direct IO ignores there.
  */
 TEST_F(nw, uring_read_multishot)
 {
