@@ -185,10 +185,21 @@ FIXTURE(nw) {
 
 FIXTURE_SETUP(nw)
 {
+	struct utsname u;
+
 	self->srv = NULL;
 	self->ring_up = false;
 	self->fd = -1;
 	self->call.started = false;
+	self->buf = NULL;
+	/*
+	 * The NOWAIT patches are in the mainline series only.  In the setup:
+	 * a SKIP there ends the case, one in a helper only the helper.
+	 */
+	ASSERT_EQ(0, uname(&u));
+	if (atoi(u.release) < 7)
+		SKIP(return, "Linux %s: IOCB_NOWAIT is patched in the 7.3 series only",
+		     u.release);
 	ASSERT_EQ(0, posix_memalign((void **)&self->buf, 4096, 2 * MIB));
 	memset(self->buf, 0, 2 * MIB);
 }
@@ -212,15 +223,9 @@ static void nw_start(struct __test_metadata *_metadata,
 		     FIXTURE_DATA(nw) *self, struct fts_config *cfg, int oflags)
 {
 	unsigned char *data;
-	struct utsname u;
 	size_t i;
 	int ret;
 
-	/* the NOWAIT patches are in the mainline series only */
-	ASSERT_EQ(0, uname(&u));
-	if (atoi(u.release) < 7)
-		SKIP(return, "Linux %s: IOCB_NOWAIT is patched in the 7.3 series only",
-		     u.release);
 	data = malloc(SZ);
 	ASSERT_NE(NULL, data);
 	for (i = 0; i < SZ; i++)
@@ -237,9 +242,9 @@ static void nw_start(struct __test_metadata *_metadata,
 	self->fd = open(fts_file(self->srv), O_RDWR | oflags);
 	ASSERT_LE(0, self->fd);
 	ret = io_uring_queue_init(64, &self->ring, 0);
-	if (ret == -ENOSYS || ret == -EPERM)
-		SKIP(return, "io_uring not available: %s", strerror(-ret));
-	ASSERT_EQ(0, ret);
+	ASSERT_EQ(0, ret) {
+		TH_LOG("io_uring_queue_init: %s", strerror(-ret));
+	}
 	self->ring_up = true;
 }
 
