@@ -668,26 +668,37 @@ TEST_F(nw, gap_rwf_nowait_queue_full)
 	io_uring_queue_exit(&ring);
 }
 
-TEST_F(nw, gap_rwf_nowait_multi_request)
+/*
+ * An io_uring read and write of 1 MiB at 0 with RWF_NOWAIT: all of it, in
+ * nreq requests each, the right data (the write filled with fill).
+ */
+static void rwf_nowait_1m(struct __test_metadata *_metadata,
+			  FIXTURE_DATA(nw) *self, unsigned int nreq, int fill)
 {
-	struct fts_config cfg;
 	unsigned int reads, writes;
 
-	fdio_config(&cfg, FOPEN_DIRECT_IO);	/* 128 KiB requests */
-	nw_start(_metadata, self, &cfg, 0);
 	reads = nr_ops(self->srv, FUSE_READ);
 	ASSERT_EQ(MIB, one_rw(&self->ring, self->fd, self->buf, MIB, 0,
 			      false, RWF_NOWAIT));
-	EXPECT_EQ(reads + 8, nr_ops(self->srv, FUSE_READ));
+	EXPECT_EQ(reads + nreq, nr_ops(self->srv, FUSE_READ));
 	EXPECT_TRUE(pattern_ok(self->buf, MIB, 0));
 
-	memset(self->buf, 0x5a, MIB);
+	memset(self->buf, fill, MIB);
 	writes = nr_ops(self->srv, FUSE_WRITE);
 	ASSERT_EQ(MIB, one_rw(&self->ring, self->fd, self->buf, MIB, 0, true,
 			      RWF_NOWAIT));
-	EXPECT_EQ(writes + 8, nr_ops(self->srv, FUSE_WRITE));
+	EXPECT_EQ(writes + nreq, nr_ops(self->srv, FUSE_WRITE));
 	ASSERT_EQ(MIB, pread(self->fd, self->buf + MIB, MIB, 0));
 	EXPECT_EQ(0, memcmp(self->buf, self->buf + MIB, MIB));
+}
+
+TEST_F(nw, gap_rwf_nowait_multi_request)
+{
+	struct fts_config cfg;
+
+	fdio_config(&cfg, FOPEN_DIRECT_IO);	/* 128 KiB requests */
+	nw_start(_metadata, self, &cfg, 0);
+	rwf_nowait_1m(_metadata, self, 8, 0x5a);
 }
 
 TEST_F(nw, gap_rwf_nowait_multi_request_unmapped)
@@ -852,26 +863,13 @@ TEST_F(nw, gap_rwf_nowait_multi_request_no_room)
 TEST_F(nw, gap_rwf_nowait_one_request_1m)
 {
 	struct fts_config cfg;
-	unsigned int reads, writes;
 
 	fdio_config(&cfg, FOPEN_DIRECT_IO);
 	cfg.max_read = 0;
 	cfg.max_write = MIB;
 	cfg.max_pages = 256;		/* 1 MiB requests */
 	nw_start(_metadata, self, &cfg, 0);
-	reads = nr_ops(self->srv, FUSE_READ);
-	ASSERT_EQ(MIB, one_rw(&self->ring, self->fd, self->buf, MIB, 0, false,
-			      RWF_NOWAIT));
-	EXPECT_EQ(reads + 1, nr_ops(self->srv, FUSE_READ));
-	EXPECT_TRUE(pattern_ok(self->buf, MIB, 0));
-
-	memset(self->buf, 0x42, MIB);
-	writes = nr_ops(self->srv, FUSE_WRITE);
-	ASSERT_EQ(MIB, one_rw(&self->ring, self->fd, self->buf, MIB, 0, true,
-			      RWF_NOWAIT));
-	EXPECT_EQ(writes + 1, nr_ops(self->srv, FUSE_WRITE));
-	ASSERT_EQ(MIB, pread(self->fd, self->buf + MIB, MIB, 0));
-	EXPECT_EQ(0, memcmp(self->buf, self->buf + MIB, MIB));
+	rwf_nowait_1m(_metadata, self, 1, 0x42);
 }
 
 /*
@@ -894,29 +892,40 @@ TEST_F(nw, gap_nowait_read_at_eof_one_request)
 	EXPECT_EQ(reads + 1, nr_ops(self->srv, FUSE_READ));
 }
 
-TEST_F(nw, gap_preadv2_nowait)
+/*
+ * preadv2() of BS at rd and pwritev2() of BS (filled with fill) at wr,
+ * both with RWF_NOWAIT: one request each, the right data.  A sync NOWAIT
+ * IO waits for its own request, as on a block device.
+ */
+static void preadv2_nowait(struct __test_metadata *_metadata,
+			   FIXTURE_DATA(nw) *self, off_t rd, off_t wr, int fill)
 {
 	struct iovec iov = { self->buf, BS };
-	struct fts_config cfg;
 	unsigned int reads, writes;
 
-	fdio_config(&cfg, FOPEN_DIRECT_IO);
-	nw_start(_metadata, self, &cfg, 0);
 	reads = nr_ops(self->srv, FUSE_READ);
 	writes = nr_ops(self->srv, FUSE_WRITE);
-	/* a sync NOWAIT IO waits for its own request, as on a block device */
-	ASSERT_EQ(BS, preadv2(self->fd, &iov, 1, 6 * BS, RWF_NOWAIT)) {
+	ASSERT_EQ(BS, preadv2(self->fd, &iov, 1, rd, RWF_NOWAIT)) {
 		TH_LOG("preadv2(RWF_NOWAIT): %s", strerror(errno));
 	}
-	EXPECT_TRUE(pattern_ok(self->buf, BS, 6 * BS));
+	EXPECT_TRUE(pattern_ok(self->buf, BS, rd));
 	EXPECT_EQ(reads + 1, nr_ops(self->srv, FUSE_READ));
-	memset(self->buf, 0x6b, BS);
-	ASSERT_EQ(BS, pwritev2(self->fd, &iov, 1, 7 * BS, RWF_NOWAIT)) {
+	memset(self->buf, fill, BS);
+	ASSERT_EQ(BS, pwritev2(self->fd, &iov, 1, wr, RWF_NOWAIT)) {
 		TH_LOG("pwritev2(RWF_NOWAIT): %s", strerror(errno));
 	}
 	EXPECT_EQ(writes + 1, nr_ops(self->srv, FUSE_WRITE));
-	ASSERT_EQ(BS, pread(self->fd, self->buf + BS, BS, 7 * BS));
+	ASSERT_EQ(BS, pread(self->fd, self->buf + BS, BS, wr));
 	EXPECT_EQ(0, memcmp(self->buf, self->buf + BS, BS));
+}
+
+TEST_F(nw, gap_preadv2_nowait)
+{
+	struct fts_config cfg;
+
+	fdio_config(&cfg, FOPEN_DIRECT_IO);
+	nw_start(_metadata, self, &cfg, 0);
+	preadv2_nowait(_metadata, self, 6 * BS, 7 * BS, 0x6b);
 }
 
 /*
@@ -969,9 +978,7 @@ TEST_F(nw, gap_preadv2_nowait_slots_busy)
 
 TEST_F(nw, gap_preadv2_nowait_no_opt_in)
 {
-	struct iovec iov = { self->buf, BS };
 	struct fts_config cfg;
-	unsigned int reads, writes;
 
 	/*
 	 * Without the opt-in, sync IO takes the serial path; a NOWAIT one
@@ -980,20 +987,7 @@ TEST_F(nw, gap_preadv2_nowait_no_opt_in)
 	fdio_config(&cfg, FOPEN_DIRECT_IO);
 	cfg.init_flags &= ~FUSE_ASYNC_DIO_ALL;
 	nw_start(_metadata, self, &cfg, 0);
-	reads = nr_ops(self->srv, FUSE_READ);
-	writes = nr_ops(self->srv, FUSE_WRITE);
-	ASSERT_EQ(BS, preadv2(self->fd, &iov, 1, 3 * BS, RWF_NOWAIT)) {
-		TH_LOG("preadv2(RWF_NOWAIT): %s", strerror(errno));
-	}
-	EXPECT_TRUE(pattern_ok(self->buf, BS, 3 * BS));
-	EXPECT_EQ(reads + 1, nr_ops(self->srv, FUSE_READ));
-	memset(self->buf, 0x3c, BS);
-	ASSERT_EQ(BS, pwritev2(self->fd, &iov, 1, 5 * BS, RWF_NOWAIT)) {
-		TH_LOG("pwritev2(RWF_NOWAIT): %s", strerror(errno));
-	}
-	EXPECT_EQ(writes + 1, nr_ops(self->srv, FUSE_WRITE));
-	ASSERT_EQ(BS, pread(self->fd, self->buf + BS, BS, 5 * BS));
-	EXPECT_EQ(0, memcmp(self->buf, self->buf + BS, BS));
+	preadv2_nowait(_metadata, self, 3 * BS, 5 * BS, 0x3c);
 }
 
 /* not in bookworm's liburing 2.3 */
