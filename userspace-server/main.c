@@ -22,8 +22,11 @@
  *               replies when due; replies may be sent from any thread in
  *               libfuse.
  *   - stats.c   atomic counters; SIGUSR1 emits, SIGUSR2 resets.
- *   - devio.c   FOPEN_PARALLEL_DIRECT_WRITES for libfuse < 3.15, and the
- *               series' FUSE_ASYNC_DIO_ALL INIT flag (no libfuse has it).
+ *   - devio.c   FOPEN_PARALLEL_DIRECT_WRITES for libfuse < 3.15, the
+ *               series' FUSE_ASYNC_DIO_ALL INIT flag (no libfuse has it),
+ *               and the reply hook of the io_uring transport.
+ *   - transport_uring.c   --transport uring: FUSE-over-io_uring queues,
+ *               one thread per CPU, requests dispatched through libfuse.
  *
  * Threads: libfuse's multi-threaded loop (fuse_session_loop_mt) with
  * max_threads = --threads and idle threads never reaped.  It starts a new
@@ -56,6 +59,7 @@
 #include "devio.h"
 #include "options.h"
 #include "server.h"
+#include "transport_uring.h"
 
 #define ATTR_TIMEOUT 1.0
 
@@ -231,11 +235,16 @@ static int run_mounted(struct server *srv)
 		goto stop_backend;
 	if (stats_signals_start(&srv->stats) < 0)
 		goto stop_io;
+	if (srv->uring && uring_start(srv->uring) < 0)
+		goto stop_signals;
 
 	rc = serve(srv);
 
-	/* Replies still due go out (to a live mount) before we unmount. */
+	/* Replies still due go out (to a live mount) before we unmount; the
+	 * rings stay open for them, but no queue takes a new request. */
 	fuse_session_exit(srv->se);
+	uring_stop(srv->uring);
+stop_signals:
 	stats_signals_stop(&srv->stats);
 stop_io:
 	srv->backend->stop(srv->backend_state);
@@ -244,6 +253,10 @@ stop_io:
 		delay_stop(srv->delay);
 		srv->delay = NULL;
 	}
+	uring_destroy(srv->uring);
+	srv->uring = NULL;
+	if (srv->devio.failed)
+		rc = -1;
 	return rc;
 stop_backend:
 	srv->backend->stop(srv->backend_state);
@@ -256,6 +269,8 @@ static int run(struct server *srv)
 	int rc = 1, err;
 
 	if (check_dev_fuse() < 0)
+		return 1;
+	if (srv->opt.transport == TRANSPORT_URING && uring_check_kernel() < 0)
 		return 1;
 	/* Kept in srv, not in locals: fuse_daemonize()'s parent leaves
 	 * through _exit() and valgrind must still see them reachable. */
@@ -299,14 +314,28 @@ static int run(struct server *srv)
 			srv->mountpoint);
 		goto out_signals;
 	}
-	if (devio_install(srv->se, !srv->opt.no_async_dio &&
-				   !srv->opt.no_async_dio_all) < 0)
-		goto out_unmount;
+	srv->devio.want_async_dio_all = !srv->opt.no_async_dio &&
+					!srv->opt.no_async_dio_all;
+	if (srv->opt.transport == TRANSPORT_URING) {
+		err = uring_create(&srv->uring, srv->se, srv->opt.uring_depth,
+				   &srv->stats);
+		if (err) {
+			fprintf(stderr, "passthrough: io_uring transport: %s\n",
+				strerror(-err));
+			goto out_unmount;
+		}
+		srv->devio.uring = srv->uring;
+	}
+	if (devio_install(srv->se) < 0)
+		goto out_uring;
 
 	if (run_mounted(srv) == 0)
 		rc = 0;
 	stats_emit(&srv->stats);
 
+out_uring:
+	uring_destroy(srv->uring);	/* on errors before run_mounted() */
+	srv->uring = NULL;
 out_unmount:
 	fuse_session_unmount(srv->se);
 out_signals:

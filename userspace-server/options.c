@@ -24,6 +24,8 @@ enum {
 	OPT_MAX_PAGES,
 	OPT_LATENCY_US,
 	OPT_BACKEND,
+	OPT_TRANSPORT,
+	OPT_URING_DEPTH,
 	OPT_STATS,
 };
 
@@ -38,6 +40,8 @@ static const struct option long_opts[] = {
 	{ "max-pages",              required_argument, NULL, OPT_MAX_PAGES },
 	{ "latency-us",             required_argument, NULL, OPT_LATENCY_US },
 	{ "backend",                required_argument, NULL, OPT_BACKEND },
+	{ "transport",              required_argument, NULL, OPT_TRANSPORT },
+	{ "uring-depth",            required_argument, NULL, OPT_URING_DEPTH },
 	{ "stats",                  required_argument, NULL, OPT_STATS },
 	{ "foreground",             no_argument,       NULL, 'f' },
 	{ "debug",                  no_argument,       NULL, 'd' },
@@ -69,6 +73,10 @@ void options_usage(FILE *out)
 "  --latency-us N           delay every READ/WRITE reply by N us, 0..10000000\n"
 "                           (the delay does not hold a worker thread)\n"
 "  --backend sync|uring     backend IO: preadv/pwritev (default) or io_uring\n"
+"  --transport dev|uring    requests by read()/writev() on /dev/fuse (default)\n"
+"                           or FUSE-over-io_uring (Linux 6.14+, fuse module\n"
+"                           parameter enable_uring=Y): one queue per CPU\n"
+"  --uring-depth N          ring entries per queue, 1..1024 (default 64)\n"
 "  --stats FILE             write JSON stats to FILE at unmount and on SIGUSR1\n"
 "                           (default: print them to stderr at those times)\n"
 "  -o OPT[,OPT...]          FUSE mount options, e.g. allow_other\n"
@@ -136,6 +144,8 @@ enum options_result options_parse(struct options *o, int argc, char **argv)
 	memset(o, 0, sizeof(*o));
 	o->threads = default_threads();
 	o->backend = BACKEND_SYNC;
+	o->transport = TRANSPORT_DEV;
+	o->uring_depth = 64;
 
 	opterr = 0;	/* we print our own one-line errors */
 	while ((c = getopt_long(argc, argv, ":fdhVo:", long_opts, NULL)) != -1) {
@@ -176,6 +186,8 @@ enum options_result options_parse(struct options *o, int argc, char **argv)
 		case OPT_BACKEND:
 			if (strcmp(optarg, "sync") == 0) {
 				o->backend = BACKEND_SYNC;
+	o->transport = TRANSPORT_DEV;
+	o->uring_depth = 64;
 			} else if (strcmp(optarg, "uring") == 0) {
 				o->backend = BACKEND_URING;
 			} else {
@@ -183,6 +195,22 @@ enum options_result options_parse(struct options *o, int argc, char **argv)
 					optarg);
 				return OPTIONS_ERROR;
 			}
+			break;
+		case OPT_TRANSPORT:
+			if (strcmp(optarg, "dev") == 0) {
+				o->transport = TRANSPORT_DEV;
+			} else if (strcmp(optarg, "uring") == 0) {
+				o->transport = TRANSPORT_URING;
+			} else {
+				fprintf(stderr, PROG ": invalid value '%s' for --transport: expected dev or uring\n",
+					optarg);
+				return OPTIONS_ERROR;
+			}
+			break;
+		case OPT_URING_DEPTH:
+			if (!parse_uint("uring-depth", optarg, 1, 1024,
+					&o->uring_depth))
+				return OPTIONS_ERROR;
 			break;
 		case OPT_STATS:
 			if (optarg[0] == '\0') {

@@ -5,6 +5,11 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+enum transport_kind {
+	TRANSPORT_DEV,		/* read()/writev() on /dev/fuse (libfuse) */
+	TRANSPORT_URING,	/* FUSE-over-io_uring queues */
+};
+
 enum backend_kind {
 	BACKEND_SYNC,
 	BACKEND_URING,
@@ -18,6 +23,8 @@ struct options {
 	unsigned int max_pages;		/* 0: leave the libfuse default */
 	unsigned int latency_us;	/* 0: reply at once */
 	enum backend_kind backend;
+	enum transport_kind transport;
+	unsigned int uring_depth;	/* ring entries per queue */
 	const char *stats_path;		/* NULL: stats go to stderr */
 	char *mount_opts;		/* comma list from -o, or NULL */
 	bool clone_fd;

@@ -4,6 +4,7 @@
 #define PT_SERVER_H
 
 #include "pt_fuse.h"
+#include "devio.h"
 #include "handles.h"
 #include "inode.h"
 #include "options.h"
@@ -22,6 +23,8 @@ struct server {
 	void *backend_state;
 	struct delay_queue *delay;	/* NULL without --latency-us */
 	struct fuse_session *se;
+	struct devio devio;		/* device IO hook state */
+	struct uring_transport *uring;	/* --transport uring, else NULL */
 	double timeout;			/* entry/attr cache timeout, s */
 	char *source;			/* realpath of SOURCE */
 	char *mountpoint;		/* realpath of MOUNTPOINT */

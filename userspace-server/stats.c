@@ -59,6 +59,7 @@ void stats_reset(struct stats *st)
 		atomic_store(&st->max_inflight[k], atomic_load(&st->inflight[k]));
 	}
 	atomic_store(&st->max_inflight_all, atomic_load(&st->inflight_all));
+	atomic_store(&st->ring_requests, 0);
 }
 
 static int format(struct stats *st, char *buf, size_t len)
@@ -67,12 +68,13 @@ static int format(struct stats *st, char *buf, size_t len)
 		"{\"read_requests\":%" PRIuFAST64 ",\"write_requests\":%" PRIuFAST64
 		",\"read_bytes\":%" PRIuFAST64 ",\"write_bytes\":%" PRIuFAST64
 		",\"max_inflight_read\":%" PRIdFAST64 ",\"max_inflight_write\":%" PRIdFAST64
-		",\"max_inflight\":%" PRIdFAST64 "}\n",
+		",\"max_inflight\":%" PRIdFAST64 ",\"ring_requests\":%" PRIuFAST64 "}\n",
 		atomic_load(&st->requests[IO_READ]), atomic_load(&st->requests[IO_WRITE]),
 		atomic_load(&st->bytes[IO_READ]), atomic_load(&st->bytes[IO_WRITE]),
 		atomic_load(&st->max_inflight[IO_READ]),
 		atomic_load(&st->max_inflight[IO_WRITE]),
-		atomic_load(&st->max_inflight_all));
+		atomic_load(&st->max_inflight_all),
+		atomic_load(&st->ring_requests));
 }
 
 static int write_all(int fd, const char *buf, size_t len)

@@ -27,6 +27,7 @@ struct stats {
 	atomic_int_fast64_t inflight_all;
 	atomic_int_fast64_t max_inflight[2];
 	atomic_int_fast64_t max_inflight_all;
+	atomic_uint_fast64_t ring_requests;	/* --transport uring: all opcodes */
 
 	const char *path;		/* --stats FILE or NULL for stderr */
 	pthread_mutex_t emit_lock;	/* one writer of FILE at a time */
@@ -44,6 +45,11 @@ void stats_destroy(struct stats *st);
 void stats_begin(struct stats *st, enum io_kind kind);
 void stats_end(struct stats *st, enum io_kind kind, uint64_t bytes);
 void stats_reset(struct stats *st);
+/* A request (any opcode) was taken from a FUSE-over-io_uring entry. */
+static inline void stats_ring_request(struct stats *st)
+{
+	atomic_fetch_add(&st->ring_requests, 1);
+}
 /* Writes the JSON line to FILE (atomically, via rename) or stderr. */
 int stats_emit(struct stats *st);
 

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Test suite of the passthrough FUSE server.
 #
-#   tests/run.sh [--valgrind] [--keep-going]
+#   tests/run.sh [--valgrind] [--transport dev|uring]
 #
 # Runs as root on the host or in a VM guest: mounts a tmpfs SOURCE in a
 # mktemp dir, mounts the server over it and checks data integrity (cmp,
@@ -10,6 +10,11 @@
 # TAP-like ("ok N - name" / "not ok N - name", diagnostics as "# ..."),
 # closed by one line "N passed, N failed, N skipped"; the exit status is
 # non-zero when anything failed.
+#
+# --transport uring runs every server with --transport uring (FUSE-over-
+# io_uring: Linux 6.14+ with CONFIG_FUSE_IO_URING, e.g. the 7.3 test
+# guest); the suite sets the fuse module parameter enable_uring=Y for its
+# run and puts the old value back.  Default: dev (/dev/fuse).
 #
 # --valgrind runs every server under valgrind (memcheck, definite and
 # indirect leaks are errors, --error-exitcode=99) and fails a test whose
@@ -29,14 +34,22 @@ set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 SRV=${PASSTHROUGH:-$HERE/../passthrough}
 VALGRIND=0
+TRANSPORT=dev
 
-for arg in "$@"; do
-	case $arg in
+while [ $# -gt 0 ]; do
+	case $1 in
 	--valgrind) VALGRIND=1 ;;
+	--transport)
+		case ${2:-} in
+		dev|uring) TRANSPORT=$2; shift ;;
+		*) echo "run.sh: --transport dev|uring, not '${2:-}'" >&2; exit 2 ;;
+		esac ;;
 	-h|--help) sed -n '2,/^$/s/^# \{0,1\}//p' "$0"; exit 0 ;;
-	*) echo "run.sh: unknown argument '$arg'" >&2; exit 2 ;;
+	*) echo "run.sh: unknown argument '$1'" >&2; exit 2 ;;
 	esac
+	shift
 done
+URING_PARAM=/sys/module/fuse/parameters/enable_uring
 
 if [ "$(id -u)" != 0 ]; then
 	echo "run.sh: must run as root (mounts tmpfs and FUSE)" >&2
@@ -80,6 +93,7 @@ cleanup() {
 		fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT"
 	fi
 	mountpoint -q "$SRC" && umount -l "$SRC"
+	[ -n "${URING_OLD:-}" ] && echo "$URING_OLD" >"$URING_PARAM"
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -87,6 +101,17 @@ trap 'exit 130' INT TERM
 
 # tools that drop files in the current directory (fio) drop them here
 cd "$WORK" || exit 2
+
+URING_OLD=
+if [ $TRANSPORT = uring ]; then
+	if [ ! -e "$URING_PARAM" ]; then
+		echo "run.sh: --transport uring: no $URING_PARAM (kernel without CONFIG_FUSE_IO_URING, or fuse not loaded)" >&2
+		exit 2
+	fi
+	URING_OLD=$(cat "$URING_PARAM")
+	echo Y >"$URING_PARAM" || { echo "run.sh: cannot enable FUSE-over-io_uring" >&2; exit 2; }
+	echo "# transport: uring (enable_uring was $URING_OLD)"
+fi
 
 if ! mount -t tmpfs -o size=512m pt-test-src "$SRC"; then
 	echo "run.sh: cannot mount tmpfs on $SRC" >&2
@@ -159,12 +184,13 @@ fail() { echo "$*"; exit 1; }
 VG_OPTS=(--leak-check=full --errors-for-leak-kinds=definite,indirect
 	 --error-exitcode=99 --log-file="$WORK/vg/vg.%p.log")
 
-# The server command line: plain, or under valgrind.
+# The server command line: plain, or under valgrind; with the transport.
 if [ $VALGRIND = 1 ]; then
 	SRVCMD=(valgrind "${VG_OPTS[@]}" "$SRV")
 else
 	SRVCMD=("$SRV")
 fi
+[ $TRANSPORT = uring ] && SRVCMD+=(--transport uring)
 
 show_vg_logs() {
 	local f
@@ -303,6 +329,8 @@ t "error: --max-background -1"    bad_opt "for --max-background" --max-backgroun
 t "error: --max-background 65536" bad_opt "for --max-background" --max-background 65536 "$SRC" "$MNT"
 t "error: --latency-us 10ms"      bad_opt "for --latency-us" --latency-us 10ms "$SRC" "$MNT"
 t "error: --backend foo"          bad_opt "invalid value 'foo' for --backend" --backend foo "$SRC" "$MNT"
+t "error: --transport foo"        bad_opt "invalid value 'foo' for --transport" --transport foo "$SRC" "$MNT"
+t "error: --uring-depth 0"        bad_opt "for --uring-depth: expected an integer from 1 to 1024" --uring-depth 0 "$SRC" "$MNT"
 t "error: unknown option"         bad_opt "unknown option '--bogus'" --bogus "$SRC" "$MNT"
 t "error: option without value"   bad_opt "option '--threads' needs a value" "$SRC" "$MNT" --threads
 t "error: no arguments"           bad_opt "missing SOURCE and MOUNTPOINT"
@@ -335,6 +363,23 @@ no_dev_fuse() {
 }
 t "error: no /dev/fuse" no_dev_fuse
 
+# --transport uring where the kernel cannot: no CONFIG_FUSE_IO_URING (no
+# parameter), or enable_uring off (switched off for the test).
+uring_unavailable() {
+	local old=
+	if [ -e "$URING_PARAM" ]; then
+		old=$(cat "$URING_PARAM")
+		echo N >"$URING_PARAM" 2>/dev/null || skip "cannot write $URING_PARAM"
+		(bad_opt "FUSE-over-io_uring is off" --transport uring "$SRC" "$MNT")
+		local rc=$?
+		echo "$old" >"$URING_PARAM"
+		return $rc
+	else
+		bad_opt "CONFIG_FUSE_IO_URING" --transport uring "$SRC" "$MNT"
+	fi
+}
+t "error: --transport uring without the kernel's io_uring transport" uring_unavailable
+
 help_version() {
 	"${SRVCMD[@]}" --help | grep -q -- "--latency-us" || fail "--help lacks options"
 	"${SRVCMD[@]}" --version | grep -q "libfuse" || fail "--version lacks libfuse"
@@ -342,6 +387,28 @@ help_version() {
 t "--help and --version" help_version
 
 # ---- data -------------------------------------------------------------
+
+# Which way the requests came: ring_requests counts those taken from a
+# FUSE-over-io_uring entry (all opcodes).
+transport_used() {
+	head -c $((1 << 20)) "$REF" >"$SRC/tu.dat" || return 1
+	start --stats "$STATS" --direct-io || return 1
+	reset || return 1
+	dd if="$MNT/tu.dat" of="$WORK/tu.out" bs=128k iflag=direct status=none || return 1
+	snapshot || return 1
+	stop || return 1
+	cmp -n $((1 << 20)) "$REF" "$WORK/tu.out" || fail "data differs"
+	local ring rq
+	ring=$(stat_of ring_requests) rq=$(stat_of read_requests)
+	echo "observed: transport $TRANSPORT: $rq READ requests, $ring requests from ring entries"
+	[ "$rq" -ge 8 ] || fail "$rq READ requests for 1 MiB in 128 KiB reads"
+	if [ $TRANSPORT = uring ]; then
+		[ "$ring" -ge "$rq" ] || fail "only $ring of the requests came over io_uring"
+	else
+		[ "$ring" = 0 ] || fail "$ring requests over io_uring with --transport dev"
+	fi
+}
+t "requests come over the $TRANSPORT transport" transport_used
 
 data_cmp() {
 	start "$@" || return 1
@@ -525,7 +592,7 @@ stats_signals() {
 	[ "$(stat_of write_bytes)" = $((4 << 20)) ] || fail "write_bytes wrong"
 	[ "$(stat_of write_requests)" -ge 1 ] || fail "write_requests wrong"
 	for k in read_requests write_requests read_bytes write_bytes \
-		 max_inflight_read max_inflight_write max_inflight; do
+		 max_inflight_read max_inflight_write max_inflight ring_requests; do
 		grep -q "\"$k\":[0-9]" "$STATS" || fail "key $k missing"
 	done
 	reset || return 1
