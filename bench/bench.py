@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """bench.py - the Python half of scripts/bench (which is the entry point).
 
-  bench.py list [--quick] [--only RX]          the workloads, one a line
+  bench.py list [--quick] [--only RX] [--base B]   the workloads, one a line
   bench.py plan --out FILE --reps N --module VARIANT=KO ... [--quick]
-                [--only RX] [--meta KEY=VALUE ...]
+                [--only RX] [--base B] [--meta KEY=VALUE ...]
   bench.py guest --plan FILE --rep K --runs FILE   (inside the guest)
   bench.py report --plan FILE --runs FILE [--json F] [--png F] [--text F]
                                                Markdown table on stdout;
@@ -24,7 +24,7 @@ TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def cmd_list(a):
-    for w in wl.select(wl.matrix(), a.quick, a.only):
+    for w in wl.select(wl.matrix(a.base), a.quick, a.only):
         print(f"{w.id:44} {w.label:36} {w.server.describe()}")
 
 
@@ -38,7 +38,7 @@ def build_id(ko):
 
 
 def cmd_plan(a):
-    ws = wl.select(wl.matrix(), a.quick, a.only)
+    ws = wl.select(wl.matrix(a.base), a.quick, a.only)
     if not ws:
         sys.exit(f"bench.py: no workload matches --only {a.only!r} (see scripts/bench --list)")
     mods = {}
@@ -109,7 +109,9 @@ def main():
     p = sub.add_parser("list")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--only")
+    p.add_argument("--base", default="7.3", help="kernel base: 6.12 has no io_uring transport rows")
     p = sub.add_parser("plan")
+    p.add_argument("--base", default="7.3")
     p.add_argument("--out", required=True)
     p.add_argument("--reps", type=int, required=True)
     p.add_argument("--quick", action="store_true")

@@ -54,6 +54,7 @@ def aggregate(plan, runs, meta):
     for d in plan["workloads"]:
         w = from_dict(d)
         e = {"id": w.id, "group": w.group, "label": w.label, "tool": w.tool,
+             "raw_run": w.raw_run,
              "server": w.server.describe(), "server_argv": w.server.argv(),
              "command": " ".join(commands.argv(w, "MNT", "."))}
         for v in VARIANTS:
@@ -228,8 +229,54 @@ def markdown(res):
         ratio = f"{e['ratio']:.2f}" if e["ratio"] else "-"
         lines.append(f"| {e['label']} | {_mm(e['stock']['mbps'])} | {_mm(e['patched']['mbps'])} "
                      f"| **{ratio}** | {_iops(e)} | {_inflight(e)} "
-                     f"| {_num(e['raw']['mbps']['median']) if e['raw']['mbps'] else 'FAIL'} |")
-    return "\n".join(lines).lstrip("\n") + "\n" + model_markdown(res) + nowait_markdown(res)
+                     f"| {_raw(e)} |")
+    return ("\n".join(lines).lstrip("\n") + "\n" + model_markdown(res) + nowait_markdown(res)
+            + transport_markdown(res))
+
+
+def _raw(e):
+    if e["raw"]["mbps"]:
+        return _num(e["raw"]["mbps"]["median"])
+    return "FAIL" if e.get("raw_run", True) else "(above)"
+
+
+def _ratio_mm(num, den):
+    """Per-repetition ratios num/den of two rows' MB/s: median (min-max)."""
+    if not num or not den:
+        return "-"
+    by_rep = dict(zip(den.get("reps", []), den.get("values", [])))
+    vals = [v / by_rep[r] for r, v in zip(num.get("reps", []), num.get("values", []))
+            if by_rep.get(r)]
+    if not vals:
+        return "-"
+    return _mm(summary([round(v, 2) for v in vals]))
+
+
+def transport_markdown(res):
+    """The io_uring transport against /dev/fuse, per module, from the
+    xport-uring-* rows and their xport-dev-* twins ('' without them)."""
+    by_id = {e["id"]: e for e in res["workloads"]}
+    rows = []
+    for e in res["workloads"]:
+        if not e["id"].startswith("xport-uring-"):
+            continue
+        d = by_id.get("xport-dev-" + e["id"][len("xport-uring-"):])
+        if not d:
+            continue
+        cells = []
+        for v in ("stock", "patched"):
+            u, x = e[v]["mbps"], d[v]["mbps"]
+            cells.append(f"{_num(x['median']) if x else '-'} / {_num(u['median']) if u else '-'}")
+            cells.append(_ratio_mm(dict(u or {}, reps=e[v]["reps"]),
+                                   dict(x or {}, reps=d[v]["reps"])))
+        server = e["group"].split(", ", 1)[1] if ", " in e["group"] else e["group"]
+        rows.append(f"| {d['label'].rsplit(', ', 1)[0]} ({server}) | " + " | ".join(cells) + " |")
+    if not rows:
+        return ""
+    return ("\n**FUSE-over-io_uring transport against /dev/fuse** (MB/s medians; "
+            "uring/dev: median (min-max) of the per-repetition ratios)\n\n"
+            "| workload | stock dev / uring MB/s | stock uring/dev | patched dev / uring MB/s "
+            "| patched uring/dev |\n|---|--:|--:|--:|--:|\n" + "\n".join(rows) + "\n")
 
 
 def text(res, width=40):

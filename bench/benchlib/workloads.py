@@ -21,9 +21,12 @@ class Server:
     latency_us: int = 0
     max_pages: int = 32              # 128 KiB requests, the 2012 default
     max_background: int = 0          # 0: the kernel's default (12)
+    transport: str = "dev"           # dev (/dev/fuse) | uring (FUSE-over-io_uring)
 
     def argv(self):
         a = ["--threads", str(self.threads), "--max-pages", str(self.max_pages)]
+        if self.transport != "dev":
+            a += ["--transport", self.transport]
         if self.clone_fd:
             a.append("--clone-fd")
         if self.direct_io:
@@ -42,6 +45,8 @@ class Server:
             parts.append(f"max_pages {self.max_pages}")
         if self.max_background:
             parts.append(f"max_bg {self.max_background}")
+        if self.transport == "uring":
+            parts.append("io_uring transport")
         return ", ".join(parts)
 
 
@@ -79,6 +84,9 @@ class Workload:
     model_k: int = 0
     model_unit_kib: int = 0
     model_twin: str = ""
+    # run it straight on tmpfs too (the ceiling); the io_uring transport
+    # rows share the one of their /dev/fuse twin
+    raw_run: bool = True
 
     def to_dict(self):
         d = asdict(self)
@@ -165,7 +173,49 @@ def _threads(base, server, what):
                    quick=False)
 
 
-def matrix():
+def _transport(base_id, w, transport, group):
+    """w on the given transport, in a group that holds both."""
+    tr = "uring" if transport == "uring" else "dev"
+    label = w.label + (", io_uring transport" if tr == "uring" else ", /dev/fuse")
+    return replace(w, id=f"xport-{tr}-{base_id}", group=group, label=label,
+                   server=replace(w.server, transport=transport), quick=False,
+                   raw_run=tr == "dev")
+
+
+def transport_rows():
+    """FUSE-over-io_uring (7.3's dev_uring.c) against /dev/fuse: the
+    FOPEN_DIRECT_IO dd, fio 4k randread qd32 and extending-write workloads
+    at tmpfs speed and at 1 ms, and the seed-004 row (1 MiB O_DIRECT reads
+    of a normal file, 1 and 4 jobs) at tmpfs speed."""
+    out = []
+    for server, size in ((DIO, 256), (DIO_LAT1, 64)):
+        lat = f"lat {server.latency_us} us" if server.latency_us else "tmpfs"
+        group = f"transport: /dev/fuse vs io_uring, FOPEN_DIRECT_IO, {lat}"
+        tag = f"lat{server.latency_us}" if server.latency_us else "tmpfs"
+        base = [Workload(id=f"dd-read-{tag}", group=group, label="dd read 2M", tool="dd",
+                         op="read", server=server, size_mb=size),
+                Workload(id=f"dd-write-{tag}", group=group, label="dd write 2M", tool="dd",
+                         op="write", server=server, size_mb=size),
+                replace(_fio("libaio", "randread", "4k", 32, server=server), id=f"rr4k-qd32-{tag}"),
+                replace(_fio("libaio", "write", "1M", 32, server=server, extend=True),
+                        id=f"ext1m-qd32-{tag}")]
+        for b in base:
+            out += [_transport(b.id, b, t, group) for t in ("dev", "uring")]
+    group = "transport: seed 004, fio read 1M direct=1, normal files, tmpfs"
+    for jobs in (1, 4):
+        b = replace(_fio("libaio", "read", "1M", 1, numjobs=jobs, server=TMPFS),
+                    id=f"seed004-read1m-j{jobs}")
+        out += [_transport(b.id, b, t, group) for t in ("dev", "uring")]
+    return out
+
+
+def has_uring_transport(base):
+    """FUSE-over-io_uring is in Linux 6.14 and later."""
+    major, minor = (int(x) for x in base.split(".")[:2])
+    return (major, minor) >= (6, 14)
+
+
+def matrix(base="7.3"):
     w = []
     # 1. the 2012 commands, exactly, on normal files (no FOPEN_DIRECT_IO)
     w += _2012("2012", "2012 commands, normal files, tmpfs", TMPFS, quick=("aio-write",))
@@ -220,6 +270,9 @@ def matrix():
     w += [_threads(rr, replace(DIO_LAT1, threads=t, clone_fd=c),
                    "libaio randread 4k qd32, FOPEN_DIRECT_IO, lat 1000 us")
           for t, c in ((1, False), (8, True))]
+    # 7. the FUSE-over-io_uring transport against /dev/fuse
+    if has_uring_transport(base):
+        w += transport_rows()
     ids = [x.id for x in w]
     dup = {i for i in ids if ids.count(i) > 1}
     assert not dup, f"duplicate workload ids: {dup}"
