@@ -3,12 +3,13 @@
  * fuse_test_server - a tiny raw-/dev/fuse server, see fuse_test_server.h.
  *
  * Structure: fts_start() mounts, then forks the server process, which alone
- * keeps the /dev/fuse descriptor.  In it, nthreads workers poll /dev/fuse
- * (opened O_NONBLOCK) together with a stop eventfd, read one request each and
- * answer it on the spot, except READ/WRITE requests the policy holds, delays
- * or stalls: those are copied onto srv->pend and answered later by the
- * deferred thread (held batches, delays) or never (stalled, until
- * fts_release_stalled()).
+ * keeps the /dev/fuse descriptor.  In it, the threads of a transport
+ * (fts_transport.h: /dev/fuse readers, or io_uring queues) receive requests
+ * and hand each to fts_handle(), which answers it on the spot, except
+ * READ/WRITE requests the policy holds, delays or stalls: those are copied
+ * onto srv->pend and answered later by the deferred thread (held batches,
+ * delays) or never (stalled, until fts_release_stalled()), through the
+ * transport they came from.
  *
  * Why a process and not just threads of the test: a process exiting with a
  * FUSE file open sends FLUSH (and waits for in-flight AIO) before its own
@@ -19,8 +20,8 @@
  *
  * Shared between the test and the server process (MAP_SHARED): struct
  * fts_shm (stats, request log, policy, flags), protected by a robust,
- * process-shared mutex, and the file data.  Answers are written to /dev/fuse
- * outside of the lock.
+ * process-shared mutex, and the file data.  Answers are sent outside of the
+ * lock.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -28,7 +29,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -49,18 +49,21 @@
 #include <sys/wait.h>
 
 #include "fuse_test_server.h"
+#include "fts_transport.h"
 
 #define FTS_DEFAULT_MAX_DATA	(256ULL << 20)
 #define FTS_INIT_TIMEOUT_MS	5000
 #define FTS_STOP_TIMEOUT_MS	2000
 #define FUSECTL_DIR		"/sys/fs/fuse/connections"
 #define FUSECTL_SUPER_MAGIC	0x65735543
+#define FTS_URING_DEPTH		64	/* default cfg.uring_depth */
 
 enum pend_kind { PEND_HELD, PEND_DELAYED, PEND_STALLED };
 
 /* A READ/WRITE whose answer was deferred, with a copy of the request. */
-struct pend {
-	struct pend *next;
+struct fts_pend {
+	struct fts_pend *next;
+	struct fts_src src;	/* where the answer goes */
 	enum pend_kind kind;
 	struct fts_action action;
 	uint64_t due_ns;	/* held: deadline (0: none); delayed: due */
@@ -76,6 +79,7 @@ struct fts_shm {
 	pthread_cond_t cond;	/* any state change, for fts_wait_*() */
 	pthread_cond_t dcond;	/* wakes the deferred thread */
 	bool inited, stopping, release_held;
+	int start_err;		/* set with inited: INIT or transport failed */
 	int release_stalled;	/* -1, or errno to answer stalled with */
 	struct fts_policy policy;
 	bool fixed_size;
@@ -90,33 +94,7 @@ struct fts_shm {
 	struct fts_io log[FTS_LOG_MAX];
 };
 
-struct fts {
-	struct fts_config cfg;
-	struct fts_shm *shm;
-	unsigned char *data;	/* shared, cfg.max_data bytes */
-	char mnt[PATH_MAX];
-	char file[PATH_MAX + sizeof("/" FTS_FILE_NAME)];
-	int fd;			/* /dev/fuse, the server process only */
-	int stop_efd;		/* eventfd, readable: the server must stop */
-	pid_t owner;		/* test process that called fts_start() */
-	pid_t pid;		/* server process */
-	bool private_ns, mounted, fusectl_mounted, have_dir, have_conn_id;
-	unsigned int conn_id;	/* name of the fusectl directory */
-	size_t bufsize;		/* per worker read buffer */
-	struct timespec t0;	/* file times */
-
-	/* server process only */
-	pthread_t *workers;
-	unsigned int nworkers;
-	pthread_t deferred;
-	bool have_deferred;
-	struct pend *pend;	/* arrival order, under shm->lock */
-};
-
-static void fts_log(const char *fmt, ...)
-	__attribute__((format(printf, 1, 2)));
-
-static void fts_log(const char *fmt, ...)
+void fts_log(const char *fmt, ...)
 {
 	char msg[512];
 	va_list ap;
@@ -183,12 +161,16 @@ void fts_config_init(struct fts_config *cfg)
 	cfg->congestion_threshold = 9;
 	cfg->nthreads = 1;
 	cfg->max_data = FTS_DEFAULT_MAX_DATA;
+	/* to run any test over the ring (a variant's choice overrides it) */
+	if (getenv("FTS_TRANSPORT") && !strcmp(getenv("FTS_TRANSPORT"), "uring"))
+		cfg->transport = FTS_TRANSPORT_URING;
 }
 
 /* ---- answering ---------------------------------------------------------- */
 
-static void send_reply(struct fts *s, uint64_t unique, int err,
-		       const void *arg, size_t argsz,
+/* Answer the request that came through src. */
+static void send_reply(struct fts *s, struct fts_src src, uint64_t unique,
+		       int err, const void *arg, size_t argsz,
 		       const void *data, size_t datasz)
 {
 	struct fuse_out_header oh = { .error = -err, .unique = unique };
@@ -200,12 +182,16 @@ static void send_reply(struct fts *s, uint64_t unique, int err,
 	ssize_t ret;
 
 	oh.len = iov[0].iov_len + iov[1].iov_len + iov[2].iov_len;
-	ret = writev(s->fd, iov, 3);
+	ret = src.ent ? s->ops->reply(s, src, iov, 3) : fts_dev_reply(s, iov, 3);
 	if (ret < 0) {
-		/* ENOENT: request gone (interrupted); ENODEV: aborted */
-		if (errno != ENOENT && errno != ENODEV && errno != ECONNABORTED)
-			fts_log("answer to request %llu: %s",
-				(unsigned long long)unique, strerror(errno));
+		/* ENOENT: request gone (interrupted); ENODEV: aborted;
+		 * ENOTCONN: the ring is gone */
+		if (ret != -ENOENT && ret != -ENODEV && ret != -ECONNABORTED &&
+		    ret != -ENOTCONN)
+			fts_log("answer to request %llu (%s): %s",
+				(unsigned long long)unique,
+				src.ent ? s->ops->name : "dev",
+				strerror((int)-ret));
 	} else if ((size_t)ret != oh.len) {
 		fts_log("answer to request %llu: short write %zd of %u",
 			(unsigned long long)unique, ret, oh.len);
@@ -224,7 +210,8 @@ static int data_resize(struct fts *s, uint64_t len)
 }
 
 /* Answer one READ/WRITE according to action a. */
-static void answer_data(struct fts *s, const unsigned char *req, size_t len,
+static void answer_data(struct fts *s, struct fts_src src,
+			const unsigned char *req, size_t len,
 			const struct fts_action *a, size_t idx,
 			unsigned int epoch)
 {
@@ -300,16 +287,16 @@ static void answer_data(struct fts *s, const unsigned char *req, size_t len,
 	pthread_cond_broadcast(&m->cond);
 	unlock(s);
 
-	send_reply(s, ih->unique, err, arg, argsz, buf, datasz);
+	send_reply(s, src, ih->unique, err, arg, argsz, buf, datasz);
 	free(buf);
 }
 
 /* ---- the deferred thread ------------------------------------------------ */
 
 /* Unlink the held entries, in the order they must be answered; lock held. */
-static struct pend *take_held(struct fts *s)
+static struct fts_pend *take_held(struct fts *s)
 {
-	struct pend **pp = &s->pend, *batch = NULL, **tail = &batch, *p;
+	struct fts_pend **pp = &s->pend, *batch = NULL, **tail = &batch, *p;
 
 	while ((p = *pp)) {
 		if (p->kind != PEND_HELD) {
@@ -331,7 +318,7 @@ static struct pend *take_held(struct fts *s)
 }
 
 /* Turn a held/stalled entry into one to answer now with action a. */
-static void pend_now(struct fts *s, struct pend *p, struct fts_action a)
+static void pend_now(struct fts *s, struct fts_pend *p, struct fts_action a)
 {
 	if (p->kind == PEND_HELD)
 		s->shm->st.held--;
@@ -350,7 +337,7 @@ static void *deferred_main(void *arg)
 	lock(s);
 	while (!m->stopping) {
 		uint64_t now = now_ns(), wake = 0;
-		struct pend *batch = NULL, **tail, **pp, *p;
+		struct fts_pend *batch = NULL, **tail, **pp, *p;
 
 		if (m->release_stalled >= 0) {
 			struct fts_action a = {
@@ -406,8 +393,8 @@ static void *deferred_main(void *arg)
 			unlock(s);
 			while ((p = batch)) {
 				batch = p->next;
-				answer_data(s, p->req, p->len, &p->action,
-					    p->idx, p->epoch);
+				answer_data(s, p->src, p->req, p->len,
+					    &p->action, p->idx, p->epoch);
 				free(p);
 			}
 			lock(s);
@@ -446,7 +433,8 @@ static struct fts_action decide(struct fts *s, const struct fts_io *io)
 	return a;
 }
 
-static void handle_data(struct fts *s, unsigned char *req, size_t len)
+static void handle_data(struct fts *s, struct fts_src src, unsigned char *req,
+			size_t len)
 {
 	const struct fuse_in_header *ih = (const void *)req;
 	const struct fuse_read_in *rin = (const void *)(ih + 1);
@@ -456,7 +444,7 @@ static void handle_data(struct fts *s, unsigned char *req, size_t len)
 	struct fts_shm *m = s->shm;
 	struct fts_io tmp, *io = &tmp;
 	const struct fts_policy *pol = &m->policy;
-	struct pend *p = NULL;
+	struct fts_pend *p = NULL;
 	struct fts_action a;
 	unsigned int epoch;
 	bool hold;
@@ -466,7 +454,7 @@ static void handle_data(struct fts *s, unsigned char *req, size_t len)
 		fts_log("%s %llu: request too short (%zu bytes)",
 			is_read ? "READ" : "WRITE",
 			(unsigned long long)ih->unique, len);
-		send_reply(s, ih->unique, EIO, NULL, 0, NULL, 0);
+		send_reply(s, src, ih->unique, EIO, NULL, 0, NULL, 0);
 		return;
 	}
 
@@ -483,6 +471,7 @@ static void handle_data(struct fts *s, unsigned char *req, size_t len)
 	io->unique = ih->unique;
 	io->opcode = ih->opcode;
 	io->pid = ih->pid;
+	io->qid = src.qid;
 	io->recv_ns = now_ns();
 	if (is_read) {
 		io->fh = rin->fh;
@@ -501,6 +490,8 @@ static void handle_data(struct fts *s, unsigned char *req, size_t len)
 	}
 	io->seq = m->st.reads + m->st.writes;
 	m->st.ops[ih->opcode]++;
+	if (src.ent)
+		m->st.ring_requests++;
 	if (++m->st.outstanding > m->st.max_outstanding)
 		m->st.max_outstanding = m->st.outstanding;
 
@@ -516,9 +507,10 @@ static void handle_data(struct fts *s, unsigned char *req, size_t len)
 				strerror(ENOMEM));
 	}
 	if (p) {
-		struct pend **pp = &s->pend;
+		struct fts_pend **pp = &s->pend;
 
 		p->next = NULL;
+		p->src = src;
 		p->action = a;
 		p->idx = idx;
 		p->epoch = epoch;
@@ -548,7 +540,7 @@ static void handle_data(struct fts *s, unsigned char *req, size_t len)
 	unlock(s);
 
 	if (!p)
-		answer_data(s, req, len, &a, idx, epoch);
+		answer_data(s, src, req, len, &a, idx, epoch);
 }
 
 static void handle_interrupt(struct fts *s, const struct fuse_in_header *ih,
@@ -556,7 +548,7 @@ static void handle_interrupt(struct fts *s, const struct fuse_in_header *ih,
 {
 	const struct fuse_interrupt_in *in = (const void *)(ih + 1);
 	struct fts_shm *m = s->shm;
-	struct pend *p;
+	struct fts_pend *p;
 	size_t i;
 
 	if (len < sizeof(*ih) + sizeof(*in))
@@ -583,23 +575,33 @@ static void handle_interrupt(struct fts *s, const struct fuse_in_header *ih,
 	unlock(s);
 }
 
-static void handle_init(struct fts *s, const struct fuse_in_header *ih,
-			size_t len)
+static void handle_init(struct fts *s, struct fts_src src,
+			const struct fuse_in_header *ih, size_t len)
 {
 	const struct fuse_init_in *in = (const void *)(ih + 1);
+	uint64_t tflags = s->ops->init_flags;
 	struct fuse_init_out out = { 0 };
 	uint64_t kflags, flags;
+	int err = 0;
 
 	if (len < sizeof(*ih) + offsetof(struct fuse_init_in, flags2)) {
 		fts_log("INIT: request too short (%zu bytes)", len);
-		send_reply(s, ih->unique, EIO, NULL, 0, NULL, 0);
+		send_reply(s, src, ih->unique, EIO, NULL, 0, NULL, 0);
 		return;
 	}
 	kflags = in->flags;
 	if ((in->flags & FUSE_INIT_EXT) &&
 	    len >= sizeof(*ih) + offsetof(struct fuse_init_in, unused))
 		kflags |= (uint64_t)in->flags2 << 32;
-	flags = kflags & s->cfg.init_flags;
+	/* what the transport needs: all of it, or none */
+	if ((kflags & tflags) != tflags) {
+		fts_log("INIT: the kernel offers flags %#llx, without %#llx that the %s transport needs",
+			(unsigned long long)kflags,
+			(unsigned long long)(tflags & ~kflags), s->ops->name);
+		tflags = 0;
+		err = -EOPNOTSUPP;
+	}
+	flags = kflags & (s->cfg.init_flags | tflags);
 
 	out.major = FUSE_KERNEL_VERSION;
 	out.minor = in->minor < FUSE_KERNEL_MINOR_VERSION ?
@@ -628,12 +630,19 @@ static void handle_init(struct fts *s, const struct fuse_in_header *ih,
 	if (in->major != FUSE_KERNEL_VERSION)
 		fts_log("INIT: kernel protocol %u.%u, we speak %u.%u",
 			in->major, in->minor, out.major, out.minor);
-	send_reply(s, ih->unique, 0, &out, sizeof(out), NULL, 0);
+	send_reply(s, src, ih->unique, 0, &out, sizeof(out), NULL, 0);
+
+	/* the kernel has taken the answer: the connection is initialized */
+	s->init_flags = flags;
+	if (!err && s->ops->init_done)
+		err = s->ops->init_done(s);
 
 	lock(s);
 	s->shm->st.proto_minor = in->minor;
 	s->shm->st.kernel_flags = kflags;
 	s->shm->st.flags = flags;
+	s->shm->st.ring_queues = s->ring_queues;
+	s->shm->start_err = err;
 	s->shm->inited = true;
 	pthread_cond_broadcast(&s->shm->cond);
 	unlock(s);
@@ -661,7 +670,8 @@ static void fill_attr(struct fts *s, uint64_t ino, struct fuse_attr *a)
 }
 
 /* Everything but READ, WRITE, INIT, INTERRUPT and FORGET. */
-static void handle_meta(struct fts *s, unsigned char *req, size_t len)
+static void handle_meta(struct fts *s, struct fts_src src, unsigned char *req,
+			size_t len)
 {
 	const struct fuse_in_header *ih = (const void *)req;
 	const void *in = ih + 1;
@@ -781,26 +791,32 @@ static void handle_meta(struct fts *s, unsigned char *req, size_t len)
 		err = ENOSYS;
 		break;
 	}
-	send_reply(s, ih->unique, err, &out, outsz, NULL, 0);
+	send_reply(s, src, ih->unique, err, &out, outsz, NULL, 0);
 }
 
-static void handle(struct fts *s, unsigned char *req, size_t len)
+void fts_handle(struct fts *s, struct fts_src src, unsigned char *req,
+		size_t len)
 {
 	const struct fuse_in_header *ih = (const void *)req;
 
 	if (len < sizeof(*ih) || ih->len != len) {
-		fts_log("malformed request: read %zu bytes, header says %u",
+		fts_log("malformed request: %zu bytes, header says %u",
 			len, len >= sizeof(*ih) ? ih->len : 0);
+		/* a ring entry stays with us until answered */
+		if (src.ent && len >= sizeof(*ih))
+			send_reply(s, src, ih->unique, EIO, NULL, 0, NULL, 0);
 		return;
 	}
 	if (ih->opcode == FUSE_READ || ih->opcode == FUSE_WRITE) {
-		handle_data(s, req, len);	/* counts it itself */
+		handle_data(s, src, req, len);	/* counts it itself */
 		return;
 	}
 
 	lock(s);
 	if (ih->opcode < FTS_MAX_OPCODE)
 		s->shm->st.ops[ih->opcode]++;
+	if (src.ent)
+		s->shm->st.ring_requests++;
 	/* with the count, so that fts_wait_ops(FUSE_RELEASE) sees it */
 	if (ih->opcode == FUSE_RELEASE &&
 	    len >= sizeof(*ih) + sizeof(struct fuse_release_in)) {
@@ -829,7 +845,7 @@ static void handle(struct fts *s, unsigned char *req, size_t len)
 
 	switch (ih->opcode) {
 	case FUSE_INIT:
-		handle_init(s, ih, len);
+		handle_init(s, src, ih, len);
 		break;
 	case FUSE_INTERRUPT:
 		handle_interrupt(s, ih, len);
@@ -838,88 +854,37 @@ static void handle(struct fts *s, unsigned char *req, size_t len)
 	case FUSE_BATCH_FORGET:
 		break;			/* no answer */
 	default:
-		handle_meta(s, req, len);
+		handle_meta(s, src, req, len);
 		break;
 	}
 }
 
 /* ---- the server process ------------------------------------------------- */
 
-static void *worker_main(void *arg)
-{
-	struct fts *s = arg;
-	unsigned char *buf = malloc(s->bufsize);
-
-	if (!buf) {
-		fts_log("worker buffer (%zu bytes): %s", s->bufsize,
-			strerror(errno));
-		return NULL;
-	}
-	for (;;) {
-		struct pollfd pfd[2] = {
-			{ .fd = s->fd, .events = POLLIN },
-			{ .fd = s->stop_efd, .events = POLLIN },
-		};
-		ssize_t n;
-
-		if (poll(pfd, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			fts_log("poll /dev/fuse: %s", strerror(errno));
-			break;
-		}
-		if (pfd[1].revents)
-			break;
-		n = read(s->fd, buf, s->bufsize);
-		if (n < 0) {
-			/* EAGAIN: another worker took it; ENOENT: interrupted */
-			if (errno == EAGAIN || errno == EINTR || errno == ENOENT)
-				continue;
-			if (errno != ENODEV)	/* ENODEV: unmounted/aborted */
-				fts_log("read /dev/fuse: %s", strerror(errno));
-			break;
-		}
-		handle(s, buf, n);
-	}
-	free(buf);
-	return NULL;
-}
-
 /* Runs in the forked server process; never returns. */
 static void server_main(struct fts *s)
 {
-	unsigned int i;
 	int ret;
 
 	/* die with the test process (rather: with the thread that forked) */
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) || getppid() != s->owner)
 		_exit(1);
-	s->workers = calloc(s->cfg.nthreads, sizeof(*s->workers));
-	if (!s->workers) {
-		fts_log("server: %s", strerror(ENOMEM));
-		_exit(1);
-	}
 	ret = pthread_create(&s->deferred, NULL, deferred_main, s);
 	if (ret) {
 		fts_log("server: deferred thread: %s", strerror(ret));
 		_exit(1);
 	}
-	for (i = 0; i < s->cfg.nthreads; i++) {
-		ret = pthread_create(&s->workers[i], NULL, worker_main, s);
-		if (ret) {
-			fts_log("server: worker thread %u: %s", i,
-				strerror(ret));
-			_exit(1);
-		}
-	}
-	/* workers end on the stop eventfd or when the connection is gone */
-	for (i = 0; i < s->cfg.nthreads; i++)
-		pthread_join(s->workers[i], NULL);
+	if (s->ops->start(s))
+		_exit(1);
+	/* they end on the stop eventfd or when the connection is gone */
+	s->ops->join(s);
 	lock(s);
 	s->shm->stopping = true;
 	pthread_cond_signal(&s->shm->dcond);
 	unlock(s);
 	pthread_join(s->deferred, NULL);
+	if (s->ops->release)
+		s->ops->release(s);
 	_exit(0);
 }
 
@@ -1036,6 +1001,8 @@ void fts_stop(struct fts *s)
 		close(s->stop_efd);
 	if (s->have_dir && rmdir(s->mnt))
 		fts_log("rmdir %s: %s", s->mnt, strerror(errno));
+	if (s->ops && s->ops->unprobe)
+		s->ops->unprobe(s);
 	if (s->data)
 		munmap(s->data, s->cfg.max_data);
 	if (s->shm)
@@ -1064,6 +1031,46 @@ static bool is_inited(struct fts *s, const void *arg)
 {
 	(void)arg;
 	return s->shm->inited;
+}
+
+static const struct fts_transport_ops *transport_ops(enum fts_transport t)
+{
+	switch (t) {
+	case FTS_TRANSPORT_DEV:
+		return &fts_transport_dev;
+	case FTS_TRANSPORT_URING:
+		return &fts_transport_uring;
+	}
+	return NULL;
+}
+
+const char *fts_transport_name(enum fts_transport t)
+{
+	const struct fts_transport_ops *ops = transport_ops(t);
+
+	return ops ? ops->name : "unknown";
+}
+
+int fts_transport_check(enum fts_transport t, char *why, size_t whylen)
+{
+	const struct fts_transport_ops *ops = transport_ops(t);
+	int fd, ret;
+
+	if (!ops) {
+		snprintf(why, whylen, "no transport %d", (int)t);
+		return -EINVAL;
+	}
+	if (!ops->probe)
+		return 0;
+	/* loads the module (and its parameters) if need be */
+	fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		snprintf(why, whylen, "open /dev/fuse: %s", strerror(errno));
+		return ret;
+	}
+	close(fd);
+	return ops->probe(NULL, why, whylen);
 }
 
 /* The shared state: mapping, robust process-shared lock and conditions. */
@@ -1147,6 +1154,16 @@ static int do_mount(struct fts *s)
 		fts_log("open /dev/fuse: %s", strerror(errno));
 		return -errno;
 	}
+	/* the module is loaded now; INIT is sent at mount(2) */
+	if (s->ops->probe) {
+		char why[256];
+		int ret = s->ops->probe(s, why, sizeof(why));
+
+		if (ret) {
+			fts_log("%s transport: %s", s->ops->name, why);
+			return ret;
+		}
+	}
 	n = snprintf(opts, sizeof(opts),
 		     "fd=%d,rootmode=40000,user_id=0,group_id=0", s->fd);
 	if (s->cfg.max_read)
@@ -1175,7 +1192,14 @@ int fts_start(const struct fts_config *cfg, struct fts **srvp)
 		return -ENOMEM;
 	s->cfg = *cfg;
 	s->fd = s->stop_efd = -1;
+	s->probe_undo = -1;
 	s->owner = getpid();
+	s->ops = transport_ops(cfg->transport);
+	if (!s->ops) {
+		fts_log("no transport %d", (int)cfg->transport);
+		free(s);
+		return -EINVAL;
+	}
 	clock_gettime(CLOCK_REALTIME, &s->t0);
 	if (!s->cfg.nthreads)
 		s->cfg.nthreads = 1;
@@ -1183,6 +1207,8 @@ int fts_start(const struct fts_config *cfg, struct fts **srvp)
 		s->cfg.max_write = 4096;
 	if (!s->cfg.max_data)
 		s->cfg.max_data = FTS_DEFAULT_MAX_DATA;
+	if (!s->cfg.uring_depth)
+		s->cfg.uring_depth = FTS_URING_DEPTH;
 	big = s->cfg.max_write;
 	if ((size_t)s->cfg.max_pages * page > big)
 		big = (size_t)s->cfg.max_pages * page;
@@ -1219,6 +1245,12 @@ int fts_start(const struct fts_config *cfg, struct fts **srvp)
 	ret = wait_cond(s, is_inited, NULL, FTS_INIT_TIMEOUT_MS);
 	if (ret) {
 		fts_log("no INIT answered within %d ms", FTS_INIT_TIMEOUT_MS);
+		goto fail;
+	}
+	ret = s->shm->start_err;
+	if (ret) {
+		fts_log("%s transport: setting up after INIT failed: %s",
+			s->ops->name, strerror(-ret));
 		goto fail;
 	}
 	if (stat(s->mnt, &st)) {
@@ -1359,6 +1391,7 @@ void fts_reset(struct fts *s)
 	st->proto_minor = keep.proto_minor;
 	st->kernel_flags = keep.kernel_flags;
 	st->flags = keep.flags;
+	st->ring_queues = keep.ring_queues;
 	st->outstanding = keep.outstanding;
 	st->max_outstanding = keep.outstanding;
 	st->held = keep.held;

@@ -6,7 +6,8 @@
  * it from a forked server process.  The file system holds one regular file,
  * "file" (inode 2), backed by an in-memory buffer, under the root directory
  * (inode 1).  No libfuse: requests are read from /dev/fuse and answered with
- * write(2), so every protocol detail is visible and tunable.
+ * write(2), or exchanged over FUSE-over-io_uring (cfg.transport, see enum
+ * fts_transport), so every protocol detail is visible and tunable.
  *
  * How:
  *	struct fts_config cfg;
@@ -28,7 +29,7 @@
  * as a batch in FIFO or reverse order; or, per request through rules or a
  * hook, failed with an errno, answered short, delayed, or never answered.
  * Held, delayed and stalled requests are answered by a separate "deferred"
- * thread, so the worker threads keep reading new requests meanwhile.
+ * thread, so the threads that receive requests keep doing so meanwhile.
  *
  * Processes: the server runs in a child process (worker threads + deferred
  * thread), the only holder of the /dev/fuse descriptor, so that neither side
@@ -123,6 +124,8 @@ struct fts_io {
 	int result;		/* once answered: bytes (>= 0) or -errno */
 	uint64_t recv_ns;	/* CLOCK_MONOTONIC at receipt */
 	uint64_t reply_ns;	/* CLOCK_MONOTONIC at answer, 0 if none */
+	int qid;		/* io_uring queue it came through,
+				 * -1: /dev/fuse */
 };
 
 enum fts_order {
@@ -157,6 +160,32 @@ struct fts_policy {
 	void *hook_arg;
 };
 
+/*
+ * How requests reach the server and answers the kernel.
+ *
+ * FTS_TRANSPORT_DEV: cfg.nthreads threads read(2) /dev/fuse, answers are
+ * written with writev(2).
+ *
+ * FTS_TRANSPORT_URING: FUSE-over-io_uring (fs/fuse/dev_uring.c, Linux 6.14+
+ * with CONFIG_FUSE_IO_URING).  fts_start() sets the fuse module parameter
+ * enable_uring to Y if it is N (fts_stop() puts it back), asks for
+ * FUSE_OVER_IO_URING at INIT and then, before it returns, registers one
+ * queue per possible CPU (the kernel sends a request on the queue of the
+ * CPU its task runs on), each with its own thread and io_uring and
+ * cfg.uring_depth entries, after which every request but FORGET and
+ * INTERRUPT comes over the rings; those two still come through one
+ * /dev/fuse reader thread (cfg.nthreads is not used).  An entry carries one
+ * request until it is answered: held, delayed and stalled requests keep
+ * theirs, and once all entries of a queue are taken, further requests sent
+ * on it wait in the kernel, unseen by the server (and by fts_wait_*()).
+ * fts_start() fails with -EOPNOTSUPP when the kernel can not do it (see
+ * fts_transport_check()).
+ */
+enum fts_transport {
+	FTS_TRANSPORT_DEV = 0,
+	FTS_TRANSPORT_URING,
+};
+
 struct fts_config {
 	/* mount(2) */
 	unsigned int max_read;		/* "max_read=" option, 0: omit */
@@ -183,7 +212,11 @@ struct fts_config {
 	bool poll;
 	uint32_t poll_revents;
 	/* serving */
-	unsigned int nthreads;		/* worker threads reading /dev/fuse */
+	enum fts_transport transport;	/* default FTS_TRANSPORT_DEV */
+	unsigned int nthreads;		/* FTS_TRANSPORT_DEV: threads reading
+					 * /dev/fuse */
+	unsigned int uring_depth;	/* FTS_TRANSPORT_URING: entries per
+					 * queue, 0: 64 */
 	size_t max_data;		/* largest file (shared mapping) */
 	struct fts_policy policy;	/* initial READ/WRITE policy */
 };
@@ -216,17 +249,28 @@ struct fts_stats {
 	unsigned int open_truncs;	/* OPEN with O_TRUNC that truncated
 					 * (FUSE_ATOMIC_O_TRUNC negotiated) */
 	uint64_t last_open_trunc_ns;	/* when the last one arrived */
+	unsigned int ring_queues;	/* io_uring queues registered */
+	unsigned int ring_requests;	/* requests received over them */
 };
 
 struct fts;
 
 /* Fill *cfg with defaults: FUSE_ASYNC_READ|FUSE_ASYNC_DIO|FUSE_ASYNC_DIO_ALL|
  * FUSE_BIG_WRITES|FUSE_MAX_PAGES|FUSE_INIT_EXT, max_write 1 MiB, max_pages 256,
- * max_background 12, congestion_threshold 9, one worker, max_data 256 MiB,
- * no max_read option, open_flags 0, real size, answer at once. */
+ * max_background 12, congestion_threshold 9, the /dev/fuse transport with
+ * one worker, max_data 256 MiB, no max_read option, open_flags 0, real size,
+ * answer at once.  FTS_TRANSPORT=uring in the environment makes
+ * FTS_TRANSPORT_URING the default instead, to run any test over the ring. */
 void fts_config_init(struct fts_config *cfg);
 
-/* Mount, fork the server, wait (up to 5 s) for INIT to be answered. */
+/* Can this kernel (and this build: the uapi headers) serve with transport
+ * t?  0, or -EOPNOTSUPP (-errno) with the reason in why, e.g. to SKIP. */
+int fts_transport_check(enum fts_transport t, char *why, size_t whylen);
+const char *fts_transport_name(enum fts_transport t);	/* "dev", "uring" */
+
+/* Mount, fork the server, wait (up to 5 s) for INIT to be answered (and
+ * the io_uring queues to be registered).  -EOPNOTSUPP: the transport is
+ * not available, see fts_transport_check(). */
 int fts_start(const struct fts_config *cfg, struct fts **srvp);
 
 /* Unmount (lazily), stop the server process (SIGKILL after 2 s), remove the
