@@ -110,13 +110,13 @@ static ssize_t devio_writev(int fd, struct iovec *iov, int count,
 			kill(getpid(), SIGTERM);
 			return res;
 		}
-	} else if (uring_reply(d->uring, iov, count, &res)) {
-		return res;
 	}
 	if (mark_open_reply) {
 		mark_open_reply = false;
 		patch_open_reply(iov, count);
 	}
+	if (!init_out && uring_reply(d->uring, iov, count, &res))
+		return res;
 	res = writev(fd, iov, count);
 	if (init_out && d->uring && res >= 0)
 		uring_init_done(d->uring, ring_payload_size(init_out));
