@@ -442,8 +442,10 @@ static void *queue_main(void *arg)
 			e->dead = true;
 			if (conn_gone(res))
 				break;
-			fts_log("uring queue %u entry %u: %s", q->qid, e->idx,
-				strerror(-res));
+			/* ENOENT: the request was gone (the kernel logs it) */
+			if (res != -ENOENT)
+				fts_log("uring queue %u entry %u: %s", q->qid,
+					e->idx, strerror(-res));
 			if (++q->ndead == q->nents)
 				break;
 			continue;
