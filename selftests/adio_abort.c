@@ -11,6 +11,10 @@
  *    helper thread: the stock module's io_submit() waits for them); abort.
  *  - kill_server_with_extending_writes_in_flight: the same, the server
  *    process is SIGKILLed instead.
+ *
+ * Each case runs over /dev/fuse (variant dev) and over FUSE-over-io_uring
+ * (variant uring: the held WRITEs must have come over ring queues, whose
+ * entries the abort tears down; SKIP on kernels without it).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -42,13 +46,27 @@ FIXTURE(abrt) {
 	long submitted;
 };
 
+FIXTURE_VARIANT(abrt) {
+	enum fts_transport transport;
+};
+
+FIXTURE_VARIANT_ADD(abrt, dev) {
+	.transport = FTS_TRANSPORT_DEV,
+};
+
+FIXTURE_VARIANT_ADD(abrt, uring) {
+	.transport = FTS_TRANSPORT_URING,
+};
+
 FIXTURE_SETUP(abrt)
 {
 	void *old;
 
 	self->fd = -1;
 	self->ctx = 0;
+	FDIO_SKIP_WITHOUT_TRANSPORT(variant->transport);
 	adio_config(&self->cfg);
+	self->cfg.transport = variant->transport;
 	adio_hold(&self->cfg.policy, FUSE_WRITE, 0);	/* forever */
 	ASSERT_EQ(0, posix_memalign(&self->buf, 4096, 2 * SZ));
 	old = malloc(SZ);
@@ -100,6 +118,7 @@ static void run(struct __test_metadata *_metadata, FIXTURE_DATA(abrt) *self,
 	ASSERT_EQ(0, fdio_call_start(&c, do_submit, self));
 	ASSERT_EQ(0, fts_wait_outstanding(self->srv, 1, 2000));
 	fdio_sleep_ms(50);
+	FDIO_EXPECT_TRANSPORT(self->srv, self->cfg.transport);
 
 	t0 = fdio_now_ms();
 	if (kill_server) {

@@ -57,6 +57,25 @@
  *    as in no_opt_in_submit_waits (at least 700 ms), with at most 4 READs
  *    at the server.  SKIP if the kernel has no user namespaces or the
  *    module has no max_user_bgreq parameter.
+ *  - gap_two_cpus_submit_past_max_background: the gap case split between
+ *    two threads on two CPUs, 32 reads in one io_submit() each, and the
+ *    server holds every READ until both io_submit() returned (10 s at
+ *    most; stock sleeps in them until answers come).  Both must return,
+ *    all reads must return the right data, and the server may see MAXBG
+ *    READs at once, plus one for each further ring queue used (see below;
+ *    the uring variant must use two).  SKIP with one CPU.
+ *
+ * Transports (variants): dev serves over /dev/fuse, uring over
+ * FUSE-over-io_uring (SKIP on kernels without it), where every READ/WRITE
+ * must have come over a ring queue.  The ring sends a request on the queue
+ * of the CPU its task runs on and queues background requests per queue:
+ * each queue has its own overflow (with the series) and takes turns between
+ * it and its other background requests, and fuse_uring_flush_bg() lets a
+ * queue with no background request at the server send one whatever the
+ * connection's count.  So in the uring variant the test process is kept on
+ * one CPU, which makes every case but the two-CPU one use one queue and
+ * hold to the same bounds and orders as /dev/fuse; the two-CPU case checks
+ * the per-queue allowance, MAXBG + (queues used - 1).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -65,6 +84,7 @@
 #include <fcntl.h>
 #include <libaio.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,6 +107,7 @@
 #define BLEN	(64 << 10)
 #define BGREQ	"/sys/module/fuse/parameters/max_user_bgreq"
 #define USER_BGREQ	8
+#define ENABLE_URING	"/sys/module/fuse/parameters/enable_uring"
 
 FIXTURE(bgq) {
 	struct fts *srv;
@@ -95,13 +116,31 @@ FIXTURE(bgq) {
 	int fd;
 	void *buf;
 	void *ref;
+	cpu_set_t cpus;		/* where the test could run before pinning */
+	int cpu;		/* uring: the one it runs on, else -1 */
+};
+
+FIXTURE_VARIANT(bgq) {
+	enum fts_transport transport;
+};
+
+FIXTURE_VARIANT_ADD(bgq, dev) {
+	.transport = FTS_TRANSPORT_DEV,
+};
+
+FIXTURE_VARIANT_ADD(bgq, uring) {
+	.transport = FTS_TRANSPORT_URING,
 };
 
 FIXTURE_SETUP(bgq)
 {
 	self->fd = -1;
 	self->ctx = 0;
+	self->cpu = -1;
+	FDIO_SKIP_WITHOUT_TRANSPORT(variant->transport);
+	ASSERT_EQ(0, sched_getaffinity(0, sizeof(self->cpus), &self->cpus));
 	adio_config(&self->cfg);
+	self->cfg.transport = variant->transport;
 	self->cfg.max_background = MAXBG;
 	self->cfg.congestion_threshold = 3;
 	self->cfg.policy.rules[0] = (struct fts_rule){
@@ -118,6 +157,16 @@ FIXTURE_SETUP(bgq)
 	ASSERT_LE(0, self->fd);
 	ASSERT_EQ(SZ, adio_size(fts_file(self->srv)));
 	fts_reset(self->srv);
+	if (variant->transport == FTS_TRANSPORT_URING) {
+		cpu_set_t one;
+
+		/* one ring queue for all our requests, see the top */
+		self->cpu = sched_getcpu();
+		ASSERT_LE(0, self->cpu);
+		CPU_ZERO(&one);
+		CPU_SET(self->cpu, &one);
+		ASSERT_EQ(0, sched_setaffinity(0, sizeof(one), &one));
+	}
 }
 
 FIXTURE_TEARDOWN(bgq)
@@ -172,6 +221,7 @@ TEST_F_TIMEOUT(bgq, gap_submit_past_max_background, 60)
 		TH_LOG("io_submit slept while max_background were in flight");
 	d = fts_first_diff(self->buf, self->ref, SZ);
 	EXPECT_EQ(-1, d) TH_LOG("data differs at %lld", d);
+	FDIO_EXPECT_TRANSPORT(self->srv, self->cfg.transport);
 }
 
 /* Restart the server with self->cfg, "file" as before, opened again. */
@@ -373,6 +423,7 @@ TEST_F_TIMEOUT(bgq, buffered_read_not_starved, 60)
 		       ((long long)first->recv_ns - (long long)t0) / 1000000,
 		       first->seq, n);
 	EXPECT_LE(st.max_outstanding, (unsigned int)MAXBG);
+	FDIO_EXPECT_TRANSPORT(self->srv, self->cfg.transport);
 	ASSERT_NE(NULL, first) TH_LOG("no READ without O_DIRECT reached the server");
 	EXPECT_LE(ahead, limit)
 		TH_LOG("the buffered read's READ waited behind %u AIO READs (more than %u): readahead starved by AIO queued past max_background",
@@ -418,6 +469,7 @@ TEST_F_TIMEOUT(bgq, no_opt_in_submit_waits, 60)
 		TH_LOG("io_submit did not sleep at max_background, yet the server did not opt in");
 	d = fts_first_diff(self->buf, self->ref, SZ);
 	EXPECT_EQ(-1, d) TH_LOG("data differs at %lld", d);
+	FDIO_EXPECT_TRANSPORT(self->srv, self->cfg.transport);
 }
 
 #define WB_PAGES	16		/* writeback: dirty pages, every other */
@@ -551,6 +603,7 @@ TEST_F_TIMEOUT(bgq, gap_dio_not_starved_by_writeback, 60)
 	EXPECT_LE(ahead, 2U)
 		TH_LOG("direct IO waited behind %u writeback WRITEs: starved by writeback",
 		       ahead);
+	FDIO_EXPECT_TRANSPORT(self->srv, self->cfg.transport);
 
 	data = malloc(SZ);
 	ASSERT_NE(NULL, data);
@@ -577,6 +630,7 @@ struct uns_result {
 	int bad;		/* first read with a wrong result, or -1 */
 	long long diff;		/* first wrong byte, or -1 */
 	unsigned int reads, max_outstanding;
+	unsigned int ring_requests;
 };
 
 /* Record that step failed with err (1: skip the case); returns err. */
@@ -644,6 +698,7 @@ static int uns_child(struct uns_result *r, const struct fts_config *cfg,
 	fts_get_stats(srv, &st);
 	r->reads = st.reads;
 	r->max_outstanding = st.max_outstanding;
+	r->ring_requests = st.ring_requests;
 	io_destroy(ctx);
 	close(fd);
 	fts_stop(srv);
@@ -654,7 +709,8 @@ TEST_F_TIMEOUT(bgq, unprivileged_cap, 90)
 {
 	const char *tmp = getenv("TMPDIR");
 	const char *why = "";
-	char dir[256], node[300], old[32], val[16];
+	char dir[256], node[300], old[32], val[16], uring_old[8] = "";
+	bool ring = self->cfg.transport == FTS_TRANSPORT_URING;
 	struct uns_result *r;
 	ssize_t len;
 	int pfd, status, ret;
@@ -688,6 +744,17 @@ TEST_F_TIMEOUT(bgq, unprivileged_cap, 90)
 	snprintf(val, sizeof(val), "%d", USER_BGREQ);
 	ret = uns_write_file(BGREQ, val);
 	ASSERT_EQ(0, ret) TH_LOG("setting max_user_bgreq: %s", strerror(-ret));
+	if (ring) {
+		/* the unprivileged server can not set it */
+		pfd = open(ENABLE_URING, O_RDONLY);
+		ASSERT_LE(0, pfd);
+		len = read(pfd, uring_old, 1);
+		close(pfd);
+		ASSERT_EQ(1, len);
+		ret = uns_write_file(ENABLE_URING, "Y");
+		ASSERT_EQ(0, ret) TH_LOG("setting enable_uring: %s",
+					 strerror(-ret));
+	}
 	pid = fork();
 	if (pid == 0) {
 		uns_child(r, &self->cfg, dir, node, self->buf, self->ref);
@@ -702,6 +769,11 @@ TEST_F_TIMEOUT(bgq, unprivileged_cap, 90)
 	unlink(node);
 	rmdir(dir);
 	EXPECT_EQ(0, ret) TH_LOG("restoring max_user_bgreq to %s", old);
+	if (ring) {
+		ret = uns_write_file(ENABLE_URING, uring_old);
+		EXPECT_EQ(0, ret) TH_LOG("restoring enable_uring to %s",
+					 uring_old);
+	}
 	ASSERT_LT(0, pid);
 	ASSERT_TRUE(WIFEXITED(status) && !WEXITSTATUS(status))
 		TH_LOG("the namespace child did not finish (status %#x)", status);
@@ -719,10 +791,149 @@ TEST_F_TIMEOUT(bgq, unprivileged_cap, 90)
 	EXPECT_EQ(-1, r->bad);
 	EXPECT_EQ(-1, r->diff);
 	EXPECT_EQ(NR, (int)r->reads);
+	/* the READs and nothing else since fts_reset() on the ring */
+	EXPECT_TRUE(ring ? (int)r->ring_requests >= NR : !r->ring_requests)
+		TH_LOG("%u requests of the %d READs came over io_uring",
+		       r->ring_requests, NR);
 	EXPECT_LE(r->max_outstanding, (unsigned int)MAXBG);
 	EXPECT_GE(r->submit_ms, (uint64_t)(NR / MAXBG - 2) * DELAY / 2)
 		TH_LOG("io_submit did not sleep: more than max_user_bgreq - max_background requests were queued for a server without CAP_SYS_ADMIN");
 	munmap(r, sizeof(*r));
+}
+
+/* One thread's half of gap_two_cpus_submit_past_max_background: reads
+ * first .. first + NR / 2 - 1 (iocb data: the read's number). */
+struct bgq_half {
+	io_context_t ctx;
+	int fd, cpu, first;
+	char *buf;
+	pthread_barrier_t *go;
+	int err;		/* pinning: 0 or an errno */
+	long ret;		/* io_submit() */
+	uint64_t ms;
+	int done;		/* atomic: io_submit() returned */
+	struct iocb cbs[NR / 2];
+};
+
+static void *bgq_half_main(void *arg)
+{
+	struct bgq_half *h = arg;
+	struct iocb *ptrs[NR / 2];
+	cpu_set_t one;
+	uint64_t t0;
+	int i;
+
+	CPU_ZERO(&one);
+	CPU_SET(h->cpu, &one);
+	h->err = pthread_setaffinity_np(pthread_self(), sizeof(one), &one);
+	for (i = 0; i < NR / 2; i++) {
+		off_t off = (off_t)(h->first + i) * BS;
+
+		io_prep_pread(&h->cbs[i], h->fd, h->buf + off, BS, off);
+		h->cbs[i].data = (void *)(uintptr_t)(h->first + i);
+		ptrs[i] = &h->cbs[i];
+	}
+	pthread_barrier_wait(h->go);
+	if (!h->err) {
+		t0 = fdio_now_ns();
+		h->ret = io_submit(h->ctx, NR / 2, ptrs);
+		h->ms = (fdio_now_ns() - t0) / 1000000;
+	}
+	__atomic_store_n(&h->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static bool bgq_halves_done(struct bgq_half *h)
+{
+	return __atomic_load_n(&h[0].done, __ATOMIC_ACQUIRE) &&
+	       __atomic_load_n(&h[1].done, __ATOMIC_ACQUIRE);
+}
+
+TEST_F_TIMEOUT(bgq, gap_two_cpus_submit_past_max_background, 60)
+{
+	bool ring = self->cfg.transport == FTS_TRANSPORT_URING;
+	struct bgq_half h[2];
+	struct fts_policy pol;
+	pthread_barrier_t go;
+	pthread_t th[2];
+	struct fts_io *ios;
+	struct fts_stats at, st;
+	unsigned int limit, nqueues;
+	uint64_t queues = 0, end;
+	bool returned;
+	long res[NR];
+	long long d;
+	int cpus[2], n = 0, c, i, bad;
+	size_t k, nios;
+
+	for (c = 0; c < CPU_SETSIZE && n < 2; c++)
+		if (CPU_ISSET(c, &self->cpus))
+			cpus[n++] = c;
+	if (n < 2)
+		SKIP(return, "only one CPU to run on");
+	/* hold every READ until both submissions returned, or 10 s */
+	memset(&pol, 0, sizeof(pol));
+	adio_hold(&pol, FUSE_READ, 0);
+	fts_set_policy(self->srv, &pol);
+	ASSERT_EQ(0, pthread_barrier_init(&go, NULL, 2));
+	for (i = 0; i < 2; i++) {
+		memset(&h[i], 0, sizeof(h[i]));
+		h[i].ctx = self->ctx;
+		h[i].fd = self->fd;
+		h[i].cpu = cpus[i];
+		h[i].first = i * NR / 2;
+		h[i].buf = self->buf;
+		h[i].go = &go;
+		ASSERT_EQ(0, pthread_create(&th[i], NULL, bgq_half_main,
+					    &h[i]));
+	}
+	end = fdio_now_ms() + 10000;
+	while (!bgq_halves_done(h) && fdio_now_ms() < end)
+		fdio_sleep_ms(5);
+	returned = bgq_halves_done(h);
+	/* what reached the server meanwhile (it has no more to send) */
+	fts_wait_outstanding(self->srv, MAXBG + 1, returned ? 300 : 0);
+	fts_get_stats(self->srv, &at);
+	fdio_answer_all(self->srv);
+	for (i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	pthread_barrier_destroy(&go);
+	for (i = 0; i < 2; i++) {
+		ASSERT_EQ(0, h[i].err) TH_LOG("pinning a thread to CPU %d: %s",
+					      h[i].cpu, strerror(h[i].err));
+		TH_LOG("CPU %d: io_submit of %d reads: %ld in %llu ms",
+		       h[i].cpu, NR / 2, h[i].ret, (unsigned long long)h[i].ms);
+	}
+	TH_LOG("both io_submit() %s while the server held %u READs (%u answered)",
+	       returned ? "returned" : "had not returned after 10 s",
+	       at.held, at.reads - at.outstanding);
+	ASSERT_EQ(NR / 2, h[0].ret);
+	ASSERT_EQ(NR / 2, h[1].ret);
+	ASSERT_EQ(NR, adio_reap(self->ctx, NR, res, 20000));
+	bad = adio_first_not(res, NR, BS);
+	EXPECT_EQ(-1, bad) TH_LOG("read %d: %ld", bad, res[bad < 0 ? 0 : bad]);
+	d = fts_first_diff(self->buf, self->ref, SZ);
+	EXPECT_EQ(-1, d) TH_LOG("data differs at %lld", d);
+
+	fts_get_stats(self->srv, &st);
+	nios = fts_get_ios(self->srv, &ios);
+	for (k = 0; k < nios; k++)
+		if (ios[k].qid >= 0 && ios[k].qid < 64)
+			queues |= 1ULL << ios[k].qid;
+	free(ios);
+	nqueues = __builtin_popcountll(queues);
+	limit = MAXBG + (nqueues > 1 ? nqueues - 1 : 0);
+	TH_LOG("server: %u READs over %u ring queues, max outstanding %u (at most %u)",
+	       st.reads, nqueues, st.max_outstanding, limit);
+	EXPECT_EQ(NR, (int)st.reads);
+	if (ring) {
+		EXPECT_EQ(2U, nqueues)
+			TH_LOG("the two CPUs' READs did not come on two ring queues");
+	}
+	EXPECT_LE(st.max_outstanding, limit);
+	EXPECT_TRUE(returned)
+		TH_LOG("io_submit slept while max_background READs were held");
+	FDIO_EXPECT_TRANSPORT(self->srv, self->cfg.transport);
 }
 
 TEST_HARNESS_MAIN

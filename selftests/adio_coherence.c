@@ -22,6 +22,10 @@
  *    return that, not the pages cached during the write: what was sent
  *    past the failure is invalidated too (generic_file_direct_write()
  *    drops only the bytes the write returns).  Stock keeps them.
+ *
+ * Each case runs over /dev/fuse (variant dev) and over FUSE-over-io_uring
+ * (variant uring, SKIP on kernels without it), where every READ/WRITE must
+ * have come over a ring queue (checked at teardown).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -50,11 +54,25 @@ FIXTURE(coh) {
 	void *old, *new, *got;
 };
 
+FIXTURE_VARIANT(coh) {
+	enum fts_transport transport;
+};
+
+FIXTURE_VARIANT_ADD(coh, dev) {
+	.transport = FTS_TRANSPORT_DEV,
+};
+
+FIXTURE_VARIANT_ADD(coh, uring) {
+	.transport = FTS_TRANSPORT_URING,
+};
+
 FIXTURE_SETUP(coh)
 {
+	FDIO_SKIP_WITHOUT_TRANSPORT(variant->transport);
 	self->bfd = self->dfd = -1;
 	self->ctx = 0;
 	adio_config(&self->cfg);
+	self->cfg.transport = variant->transport;
 	ASSERT_EQ(0, posix_memalign(&self->new, 4096, SZ));
 	ASSERT_EQ(0, posix_memalign(&self->got, 4096, SZ));
 	self->old = malloc(SZ);
@@ -66,6 +84,8 @@ FIXTURE_SETUP(coh)
 
 FIXTURE_TEARDOWN(coh)
 {
+	if (self->srv)
+		FDIO_EXPECT_TRANSPORT(self->srv, variant->transport);
 	if (self->bfd >= 0)
 		close(self->bfd);
 	if (self->dfd >= 0)

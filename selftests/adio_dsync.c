@@ -21,6 +21,10 @@
  *
  * The test server answers FSYNC with success (an ENOSYS answer would make
  * the kernel set no_fsync and send no more FSYNC).
+ *
+ * Each case runs over /dev/fuse (variant dev) and over FUSE-over-io_uring
+ * (variant uring, SKIP on kernels without it), where every READ/WRITE must
+ * have come over a ring queue (checked at teardown).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -50,11 +54,25 @@ FIXTURE(dsync) {
 	void *got;
 };
 
+FIXTURE_VARIANT(dsync) {
+	enum fts_transport transport;
+};
+
+FIXTURE_VARIANT_ADD(dsync, dev) {
+	.transport = FTS_TRANSPORT_DEV,
+};
+
+FIXTURE_VARIANT_ADD(dsync, uring) {
+	.transport = FTS_TRANSPORT_URING,
+};
+
 FIXTURE_SETUP(dsync)
 {
+	FDIO_SKIP_WITHOUT_TRANSPORT(variant->transport);
 	self->fd = -1;
 	self->ctx = 0;
 	adio_config(&self->cfg);
+	self->cfg.transport = variant->transport;
 	self->cfg.max_background = 32;
 	self->cfg.congestion_threshold = 24;
 	ASSERT_EQ(0, posix_memalign(&self->buf, 4096, NW * CH));
@@ -75,6 +93,8 @@ FIXTURE_SETUP(dsync)
 
 FIXTURE_TEARDOWN(dsync)
 {
+	if (self->srv)
+		FDIO_EXPECT_TRANSPORT(self->srv, variant->transport);
 	if (self->fd >= 0)
 		close(self->fd);
 	if (self->ctx)

@@ -31,6 +31,10 @@
  *    WRITE: -EIO and the file is back at its old size.
  *  - append_writes: 6 O_APPEND writes of 64 KiB, one io_submit() each: the
  *    file is the old data followed by the 6 buffers in order.
+ *
+ * Each case runs over /dev/fuse (variant dev) and over FUSE-over-io_uring
+ * (variant uring: SKIP on kernels without it), where every WRITE must have
+ * come over a ring queue.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -61,11 +65,25 @@ FIXTURE(ext) {
 	void *got;
 };
 
+FIXTURE_VARIANT(ext) {
+	enum fts_transport transport;
+};
+
+FIXTURE_VARIANT_ADD(ext, dev) {
+	.transport = FTS_TRANSPORT_DEV,
+};
+
+FIXTURE_VARIANT_ADD(ext, uring) {
+	.transport = FTS_TRANSPORT_URING,
+};
+
 FIXTURE_SETUP(ext)
 {
 	self->fd = -1;
 	self->ctx = 0;
+	FDIO_SKIP_WITHOUT_TRANSPORT(variant->transport);
 	adio_config(&self->cfg);
+	self->cfg.transport = variant->transport;
 	self->cfg.max_background = 32;
 	self->cfg.congestion_threshold = 24;
 	ASSERT_EQ(0, posix_memalign(&self->buf, 4096, NW * CH));
@@ -103,12 +121,14 @@ static void start(struct __test_metadata *_metadata, FIXTURE_DATA(ext) *self,
 	fts_reset(self->srv);
 }
 
-/* Server data [0, len) is old data then buf[0, len - OLD). */
+/* Server data [0, len) is old data then buf[0, len - OLD), which came
+ * through the transport of the variant. */
 static void check_data(struct __test_metadata *_metadata,
 		       FIXTURE_DATA(ext) *self, size_t len)
 {
 	long long d;
 
+	FDIO_EXPECT_TRANSPORT(self->srv, self->cfg.transport);
 	ASSERT_EQ(len, fts_data_len(self->srv));
 	ASSERT_EQ(len, fts_get_data(self->srv, self->got, len));
 	d = fts_first_diff(self->got, self->old, OLD);
@@ -249,6 +269,8 @@ TEST_F_TIMEOUT(ext, failed_first_extending_write_keeps_later, 120)
 			       fts_data_len(self->srv), want);
 			lost++;
 		}
+		if (!r)
+			FDIO_EXPECT_TRANSPORT(self->srv, self->cfg.transport);
 		/* back to the old size for the next round */
 		ASSERT_EQ(0, ftruncate(self->fd, OLD));
 		ASSERT_EQ((size_t)OLD, fts_data_len(self->srv));

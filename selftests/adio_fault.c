@@ -27,6 +27,10 @@
  *    munmap()ed (in the child, after io_setup()).
  *  - uring_prot_none_buffer: the same write as an io_uring IORING_OP_WRITE
  *    (the CQE's res must be -EFAULT); skipped without io_uring.
+ *
+ * Each case runs over /dev/fuse (variant dev) and over FUSE-over-io_uring
+ * (variant uring, SKIP on kernels without it), where every READ/WRITE must
+ * have come over a ring queue (checked at teardown).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -72,9 +76,23 @@ FIXTURE(fault) {
 	struct outcome *out;	/* MAP_SHARED */
 };
 
+FIXTURE_VARIANT(fault) {
+	enum fts_transport transport;
+};
+
+FIXTURE_VARIANT_ADD(fault, dev) {
+	.transport = FTS_TRANSPORT_DEV,
+};
+
+FIXTURE_VARIANT_ADD(fault, uring) {
+	.transport = FTS_TRANSPORT_URING,
+};
+
 FIXTURE_SETUP(fault)
 {
+	FDIO_SKIP_WITHOUT_TRANSPORT(variant->transport);
 	adio_config(&self->cfg);
+	self->cfg.transport = variant->transport;
 	self->old = malloc(OLD);
 	ASSERT_NE(NULL, self->old);
 	ASSERT_EQ(0, posix_memalign(&self->got, 4096, OLD + CH));
@@ -94,6 +112,8 @@ FIXTURE_SETUP(fault)
 
 FIXTURE_TEARDOWN(fault)
 {
+	if (self->srv)
+		FDIO_EXPECT_TRANSPORT(self->srv, variant->transport);
 	fts_stop(self->srv);
 	if (self->bad_mapped)
 		munmap(self->bad, CH);

@@ -25,6 +25,10 @@
  *    server, so it must be killable.  Stock passes (it does not wait at
  *    all), and so would a kernel that stopped waiting: the gap_* cases
  *    above catch that.
+ *
+ * Each case runs over /dev/fuse (variant dev) and over FUSE-over-io_uring
+ * (variant uring, SKIP on kernels without it), where every READ/WRITE must
+ * have come over a ring queue (checked at teardown).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -54,13 +58,27 @@ FIXTURE(trunc) {
 	void *buf;
 };
 
+FIXTURE_VARIANT(trunc) {
+	enum fts_transport transport;
+};
+
+FIXTURE_VARIANT_ADD(trunc, dev) {
+	.transport = FTS_TRANSPORT_DEV,
+};
+
+FIXTURE_VARIANT_ADD(trunc, uring) {
+	.transport = FTS_TRANSPORT_URING,
+};
+
 FIXTURE_SETUP(trunc)
 {
 	void *old;
 
+	FDIO_SKIP_WITHOUT_TRANSPORT(variant->transport);
 	self->fd = -1;
 	self->ctx = 0;
 	adio_config(&self->cfg);
+	self->cfg.transport = variant->transport;
 	/* the server truncates in OPEN (gap_otrunc_open_waits_...) */
 	self->cfg.init_flags |= FUSE_ATOMIC_O_TRUNC;
 	adio_hold(&self->cfg.policy, FUSE_WRITE, 400);
@@ -81,6 +99,8 @@ FIXTURE_SETUP(trunc)
 
 FIXTURE_TEARDOWN(trunc)
 {
+	if (self->srv)
+		FDIO_EXPECT_TRANSPORT(self->srv, variant->transport);
 	if (self->fd >= 0)
 		close(self->fd);
 	/*

@@ -23,6 +23,10 @@
  *
  * Everything that may block is done in helper threads and every wait is
  * bounded: W1's io_submit() (blocking on stock), W2's pwrite().
+ *
+ * Each case runs over /dev/fuse (variant dev) and over FUSE-over-io_uring
+ * (variant uring, SKIP on kernels without it), where every READ/WRITE must
+ * have come over a ring queue (checked at teardown).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -72,11 +76,25 @@ FIXTURE(race) {
 	struct fdio_call c1, c2;
 };
 
+FIXTURE_VARIANT(race) {
+	enum fts_transport transport;
+};
+
+FIXTURE_VARIANT_ADD(race, dev) {
+	.transport = FTS_TRANSPORT_DEV,
+};
+
+FIXTURE_VARIANT_ADD(race, uring) {
+	.transport = FTS_TRANSPORT_URING,
+};
+
 FIXTURE_SETUP(race)
 {
+	FDIO_SKIP_WITHOUT_TRANSPORT(variant->transport);
 	self->fd = -1;
 	self->ctx = 0;
 	adio_config(&self->cfg);
+	self->cfg.transport = variant->transport;
 	/* W1 and W2 (8 requests each) in flight at once, no slot waits */
 	self->cfg.max_background = 32;
 	self->cfg.congestion_threshold = 24;
@@ -102,6 +120,8 @@ FIXTURE_SETUP(race)
 
 FIXTURE_TEARDOWN(race)
 {
+	if (self->srv)
+		FDIO_EXPECT_TRANSPORT(self->srv, variant->transport);
 	/* let anything still held go, so that the helpers can return */
 	if (self->srv)
 		fts_release_stalled(self->srv, 0);

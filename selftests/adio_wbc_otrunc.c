@@ -31,6 +31,10 @@
  * the file, destroy its AIO context or exit with them.  The worker reports
  * its progress in shared memory; a hang is reported with the step it
  * hangs in.
+ *
+ * Each case runs over /dev/fuse (variant dev) and over FUSE-over-io_uring
+ * (variant uring, SKIP on kernels without it), where every READ/WRITE must
+ * have come over a ring queue (checked at teardown).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -227,16 +231,30 @@ FIXTURE(wbc) {
 	struct wshared *sh;
 };
 
+FIXTURE_VARIANT(wbc) {
+	enum fts_transport transport;
+};
+
+FIXTURE_VARIANT_ADD(wbc, dev) {
+	.transport = FTS_TRANSPORT_DEV,
+};
+
+FIXTURE_VARIANT_ADD(wbc, uring) {
+	.transport = FTS_TRANSPORT_URING,
+};
+
 FIXTURE_SETUP(wbc)
 {
 	void *data;
 
+	FDIO_SKIP_WITHOUT_TRANSPORT(variant->transport);
 	self->srv = NULL;
 	self->sh = mmap(NULL, sizeof(*self->sh), PROT_READ | PROT_WRITE,
 			MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	ASSERT_NE(MAP_FAILED, self->sh);
 	memset(self->sh, 0, sizeof(*self->sh));
 	adio_config(&self->cfg);
+	self->cfg.transport = variant->transport;
 	self->cfg.init_flags |= FUSE_WRITEBACK_CACHE | FUSE_ATOMIC_O_TRUNC;
 	data = malloc(SZ);
 	ASSERT_NE(NULL, data);
@@ -249,6 +267,8 @@ FIXTURE_SETUP(wbc)
 
 FIXTURE_TEARDOWN(wbc)
 {
+	if (self->srv)
+		FDIO_EXPECT_TRANSPORT(self->srv, variant->transport);
 	/* a held WRITE, if the test gave up early */
 	if (self->srv)
 		fts_release_stalled(self->srv, 0);

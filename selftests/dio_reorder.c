@@ -9,6 +9,10 @@
  * sub-requests in flight at once; without it they come one at a time (each
  * then waits for the hold timeout).  The observed maximum number of
  * outstanding requests is logged, not asserted: it depends on the kernel.
+ * Variant async_dio_uring does it over FUSE-over-io_uring (SKIP on kernels
+ * without it): the answers of a batch are then committed to ring entries
+ * by the server's deferred thread, and every request must have come over
+ * a ring queue.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -34,6 +38,7 @@ FIXTURE(reorder) {
 
 FIXTURE_VARIANT(reorder) {
 	bool no_async_dio;
+	enum fts_transport transport;
 };
 
 FIXTURE_VARIANT_ADD(reorder, async_dio) {
@@ -43,12 +48,21 @@ FIXTURE_VARIANT_ADD(reorder, no_async_dio) {
 	.no_async_dio = true,
 };
 
+FIXTURE_VARIANT_ADD(reorder, async_dio_uring) {
+	.transport = FTS_TRANSPORT_URING,
+};
+
 FIXTURE_SETUP(reorder)
 {
 	struct fts_config cfg;
+	char why[256];
 
 	self->fd = -1;
+	if (fts_transport_check(variant->transport, why, sizeof(why)))
+		SKIP(return, "%s transport: %s",
+		     fts_transport_name(variant->transport), why);
 	fts_config_init(&cfg);
+	cfg.transport = variant->transport;
 	if (variant->no_async_dio)
 		cfg.init_flags &= ~FUSE_ASYNC_DIO;
 	cfg.max_read = CHUNK;
@@ -78,10 +92,12 @@ FIXTURE_TEARDOWN(reorder)
 }
 
 /* Log what the server saw; check every request of opcode was <= CHUNK, was
- * answered successfully and that together they tile [0, SZ). */
+ * answered successfully, came through the variant's transport and that
+ * together they tile [0, SZ). */
 static void check_log(struct __test_metadata *_metadata, struct fts *srv,
-		      uint32_t opcode)
+		      const FIXTURE_VARIANT(reorder) *variant, uint32_t opcode)
 {
+	bool ring = variant->transport == FTS_TRANSPORT_URING;
 	struct fts_io *ios;
 	size_t i, n = fts_get_ios(srv, &ios);
 	unsigned int out_of_order = 0;
@@ -94,6 +110,7 @@ static void check_log(struct __test_metadata *_metadata, struct fts *srv,
 		EXPECT_GE((uint32_t)CHUNK, ios[i].size);
 		EXPECT_TRUE(ios[i].answered);
 		EXPECT_EQ((int)ios[i].size, ios[i].result);
+		EXPECT_EQ(ring, ios[i].qid >= 0);
 		if (i && ios[i].reply_ns < ios[i - 1].reply_ns)
 			out_of_order++;
 	}
@@ -121,7 +138,7 @@ TEST_F(reorder, read_reverse)
 	EXPECT_EQ(-1, diff) {
 		TH_LOG("data read differs at byte %lld", diff);
 	}
-	check_log(_metadata, self->srv, FUSE_READ);
+	check_log(_metadata, self->srv, variant, FUSE_READ);
 }
 
 TEST_F(reorder, write_reverse)
@@ -140,7 +157,7 @@ TEST_F(reorder, write_reverse)
 	EXPECT_EQ(-1, diff) {
 		TH_LOG("server data differs at byte %lld", diff);
 	}
-	check_log(_metadata, self->srv, FUSE_WRITE);
+	check_log(_metadata, self->srv, variant, FUSE_WRITE);
 }
 
 TEST_HARNESS_MAIN

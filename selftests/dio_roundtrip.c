@@ -8,7 +8,9 @@
  * back and check it arrived through READ requests.  Direct IO either comes
  * from O_DIRECT on the client (server opens normally) or from the server's
  * FOPEN_DIRECT_IO (client opens without O_DIRECT).  max_read/max_write are
- * 256 KiB, so each call becomes several requests.
+ * 256 KiB, so each call becomes several requests.  The *_uring variants
+ * serve over FUSE-over-io_uring (SKIP on kernels without it): every READ
+ * and WRITE must then have come over a ring queue, none through /dev/fuse.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -37,6 +39,7 @@ FIXTURE_VARIANT(dio) {
 	bool no_async_dio;	/* server refuses FUSE_ASYNC_DIO */
 	bool size0;		/* server always reports st_size 0 */
 	unsigned int nthreads;	/* server worker threads (0: 1) */
+	enum fts_transport transport;
 };
 
 FIXTURE_VARIANT_ADD(dio, odirect) {
@@ -71,13 +74,34 @@ FIXTURE_VARIANT_ADD(dio, fopen_parallel_direct_writes) {
 	.open_flags = FOPEN_DIRECT_IO | FOPEN_PARALLEL_DIRECT_WRITES,
 };
 
+FIXTURE_VARIANT_ADD(dio, odirect_uring) {
+	.o_direct = true,
+	.transport = FTS_TRANSPORT_URING,
+};
+
+FIXTURE_VARIANT_ADD(dio, fopen_direct_io_uring) {
+	.open_flags = FOPEN_DIRECT_IO,
+	.transport = FTS_TRANSPORT_URING,
+};
+
+FIXTURE_VARIANT_ADD(dio, fopen_direct_io_odirect_uring) {
+	.open_flags = FOPEN_DIRECT_IO,
+	.o_direct = true,
+	.transport = FTS_TRANSPORT_URING,
+};
+
 FIXTURE_SETUP(dio)
 {
 	struct fts_config cfg;
 	struct fts_stats st;
+	char why[256];
 
 	self->fd = -1;
+	if (fts_transport_check(variant->transport, why, sizeof(why)))
+		SKIP(return, "%s transport: %s",
+		     fts_transport_name(variant->transport), why);
 	fts_config_init(&cfg);
+	cfg.transport = variant->transport;
 	cfg.open_flags = variant->open_flags;
 	if (variant->no_async_dio)
 		cfg.init_flags &= ~FUSE_ASYNC_DIO;
@@ -91,6 +115,10 @@ FIXTURE_SETUP(dio)
 	TH_LOG("protocol 7.%u, kernel flags %#llx, ours %#llx", st.proto_minor,
 	       (unsigned long long)st.kernel_flags,
 	       (unsigned long long)st.flags);
+	TH_LOG("%s transport, %u io_uring queues", fts_transport_name(
+	       variant->transport), st.ring_queues);
+	ASSERT_EQ(variant->transport == FTS_TRANSPORT_URING,
+		  st.ring_queues > 0);
 
 	ASSERT_EQ(0, posix_memalign(&self->buf, 4096, SZ));
 	self->ref = malloc(SZ);
@@ -111,20 +139,30 @@ FIXTURE_TEARDOWN(dio)
 	free(self->ref);
 }
 
-/* The log must show requests of opcode covering [off, off + len). */
+/* The log must show requests of opcode covering [off, off + len), which
+ * came through the transport of the variant. */
 static void check_requests(struct __test_metadata *_metadata, struct fts *srv,
+			   const FIXTURE_VARIANT(dio) *variant,
 			   uint32_t opcode, uint64_t off, uint64_t len)
 {
+	bool ring = variant->transport == FTS_TRANSPORT_URING;
 	struct fts_io *ios;
-	size_t n = fts_get_ios(srv, &ios);
+	size_t i, n = fts_get_ios(srv, &ios);
 	char why[200] = "";
 	int ret = fts_check_coverage(ios, n, opcode, off, len, why,
 				     sizeof(why));
 
-	free(ios);
 	EXPECT_EQ(0, ret) {
 		TH_LOG("%s", why);
 	}
+	for (i = 0; i < n; i++) {
+		EXPECT_EQ(ring, ios[i].qid >= 0) {
+			TH_LOG("request %llu came through %s",
+			       (unsigned long long)ios[i].unique,
+			       ios[i].qid >= 0 ? "io_uring" : "/dev/fuse");
+		}
+	}
+	free(ios);
 }
 
 TEST_F(dio, write_then_read)
@@ -148,7 +186,7 @@ TEST_F(dio, write_then_read)
 	fts_get_stats(self->srv, &st);
 	EXPECT_LT(0U, st.writes);
 	EXPECT_EQ((uint64_t)SZ, st.bytes_written);
-	check_requests(_metadata, self->srv, FUSE_WRITE, 0, SZ);
+	check_requests(_metadata, self->srv, variant, FUSE_WRITE, 0, SZ);
 	TH_LOG("%u WRITE requests, max %u outstanding", st.writes,
 	       st.max_outstanding);
 
@@ -191,7 +229,7 @@ TEST_F(dio, read_middle)
 	}
 	fts_get_stats(self->srv, &st);
 	EXPECT_EQ(len, st.bytes_read);
-	check_requests(_metadata, self->srv, FUSE_READ, off, len);
+	check_requests(_metadata, self->srv, variant, FUSE_READ, off, len);
 }
 
 TEST_HARNESS_MAIN

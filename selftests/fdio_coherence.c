@@ -23,6 +23,10 @@
  *
  * Stock runs all of them serially (AIO without O_DIRECT on these files too,
  * inside io_submit()) and invalidates at the end: all pass.
+ *
+ * Each case runs over /dev/fuse (variant dev) and over FUSE-over-io_uring
+ * (variant uring, SKIP on kernels without it), where every READ/WRITE must
+ * have come over a ring queue (checked at teardown).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -50,13 +54,27 @@ FIXTURE(coh) {
 	struct fdio_call call;
 };
 
+FIXTURE_VARIANT(coh) {
+	enum fts_transport transport;
+};
+
+FIXTURE_VARIANT_ADD(coh, dev) {
+	.transport = FTS_TRANSPORT_DEV,
+};
+
+FIXTURE_VARIANT_ADD(coh, uring) {
+	.transport = FTS_TRANSPORT_URING,
+};
+
 FIXTURE_SETUP(coh)
 {
+	FDIO_SKIP_WITHOUT_TRANSPORT(variant->transport);
 	self->fd1 = self->fd2 = -1;
 	self->ctx = 0;
 	self->srv = NULL;
 	memset(&self->call, 0, sizeof(self->call));
 	fdio_config(&self->cfg, FOPEN_DIRECT_IO);
+	self->cfg.transport = variant->transport;
 	self->old = malloc(SZ);
 	self->new = malloc(SZ);
 	self->want = malloc(2 * SZ);
@@ -71,6 +89,8 @@ FIXTURE_SETUP(coh)
 
 FIXTURE_TEARDOWN(coh)
 {
+	if (self->srv)
+		FDIO_EXPECT_TRANSPORT(self->srv, variant->transport);
 	if (self->srv) {
 		/* let a blocked write go before anything is freed */
 		fdio_answer_all(self->srv);

@@ -67,6 +67,55 @@ static inline void fdio_config(struct fts_config *cfg, uint32_t open_flags)
 	cfg->open_flags = open_flags;
 }
 
+/*
+ * In a FIXTURE_SETUP of a fixture with a transport variant: SKIP the case
+ * when this kernel can not serve over transport t (FUSE-over-io_uring on
+ * 6.12, or without CONFIG_FUSE_IO_URING), with the reason.
+ */
+#define FDIO_SKIP_WITHOUT_TRANSPORT(t) do {				\
+	char __why[256];						\
+									\
+	if (fts_transport_check((t), __why, sizeof(__why)))		\
+		SKIP(return, "%s transport: %s",			\
+		     fts_transport_name(t), __why);			\
+} while (0)
+
+/*
+ * How many of the READ/WRITE requests in the server's log did not come
+ * through transport t (a ring queue for FTS_TRANSPORT_URING, /dev/fuse
+ * otherwise); the first such one in *first if it is not NULL.
+ */
+static inline unsigned int fdio_wrong_transport(struct fts *srv,
+						enum fts_transport t,
+						struct fts_io *first)
+{
+	bool ring = t == FTS_TRANSPORT_URING;
+	unsigned int wrong = 0;
+	struct fts_io *ios;
+	size_t i, n = fts_get_ios(srv, &ios);
+
+	for (i = 0; i < n; i++) {
+		if ((ios[i].qid >= 0) == ring)
+			continue;
+		if (!wrong++ && first)
+			*first = ios[i];
+	}
+	free(ios);
+	return wrong;
+}
+
+/* In a harness test: every READ/WRITE in srv's log came through transport
+ * t, see fdio_wrong_transport(). */
+#define FDIO_EXPECT_TRANSPORT(srv, t) do {				\
+	struct fts_io __io = { .qid = -1 };				\
+	unsigned int __n = fdio_wrong_transport((srv), (t), &__io);	\
+									\
+	EXPECT_EQ(0U, __n)						\
+		TH_LOG("%u READ/WRITE did not come through the %s transport, the first at %llu (queue %d)", \
+		       __n, fts_transport_name(t),			\
+		       (unsigned long long)__io.offset, __io.qid);	\
+} while (0)
+
 /* Wait up to ms for child pid: its wait status, or -1 if still running. */
 static inline int fdio_wait_child(pid_t pid, int ms)
 {

@@ -24,6 +24,11 @@
  *    (what a server that did not opt in sees), requests stay one at a
  *    time, on every module but 7.3's stock one, which sends AIO on stream
  *    and non-seekable files concurrently too (gap73_*).
+ *
+ * Each case runs over /dev/fuse (variant dev) and over FUSE-over-io_uring
+ * (variant uring, SKIP on kernels without it), where every READ/WRITE must
+ * have come over a ring queue: what the kernel sends together does not
+ * depend on the transport.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -53,10 +58,24 @@ FIXTURE(fdio) {
 	void *ref;
 };
 
+FIXTURE_VARIANT(fdio) {
+	enum fts_transport transport;
+};
+
+FIXTURE_VARIANT_ADD(fdio, dev) {
+	.transport = FTS_TRANSPORT_DEV,
+};
+
+FIXTURE_VARIANT_ADD(fdio, uring) {
+	.transport = FTS_TRANSPORT_URING,
+};
+
 FIXTURE_SETUP(fdio)
 {
 	self->fd = -1;
+	FDIO_SKIP_WITHOUT_TRANSPORT(variant->transport);
 	fdio_config(&self->cfg, FOPEN_DIRECT_IO);
+	self->cfg.transport = variant->transport;
 	ASSERT_EQ(0, posix_memalign(&self->buf, 4096, SZ));
 	self->ref = malloc(SZ);
 	ASSERT_NE(NULL, self->ref);
@@ -94,12 +113,14 @@ static void hold(FIXTURE_DATA(fdio) *self, unsigned int n, unsigned int ms,
 	self->cfg.policy.order = order;
 }
 
-/* The requests of opcode tile [0, len), are at most CHUNK each and were all
- * answered in full; returns the stats. */
+/* The requests of opcode tile [0, len), are at most CHUNK each, were all
+ * answered in full and came through the transport of the variant; returns
+ * the stats. */
 static struct fts_stats check_log(struct __test_metadata *_metadata,
-				  struct fts *srv, uint32_t opcode,
+				  FIXTURE_DATA(fdio) *self, uint32_t opcode,
 				  size_t len, const char *what)
 {
+	struct fts *srv = self->srv;
 	struct fts_io *ios;
 	size_t i, n = fts_get_ios(srv, &ios);
 	char why[200] = "";
@@ -120,6 +141,7 @@ static struct fts_stats check_log(struct __test_metadata *_metadata,
 	       what, n, opcode == FUSE_READ ? "READ" : "WRITE",
 	       st.max_outstanding, fdio_out_of_order(ios, n, opcode));
 	free(ios);
+	FDIO_EXPECT_TRANSPORT(srv, self->cfg.transport);
 	return st;
 }
 
@@ -161,7 +183,7 @@ TEST_F(fdio, gap_sync_read_concurrent)
 		TH_LOG("pread: %s", strerror(errno));
 	}
 	check_read_data(_metadata, self, SZ);
-	st = check_log(_metadata, self->srv, FUSE_READ, SZ, "pread 2 MiB");
+	st = check_log(_metadata, self, FUSE_READ, SZ, "pread 2 MiB");
 	EXPECT_LT(1U, st.max_outstanding) {
 		TH_LOG("the sub-requests of read() were sent one at a time");
 	}
@@ -179,7 +201,7 @@ TEST_F(fdio, gap_sync_write_concurrent)
 		TH_LOG("pwrite: %s", strerror(errno));
 	}
 	check_server_data(_metadata, self, SZ);
-	st = check_log(_metadata, self->srv, FUSE_WRITE, SZ, "pwrite 2 MiB");
+	st = check_log(_metadata, self, FUSE_WRITE, SZ, "pwrite 2 MiB");
 	EXPECT_LT(1U, st.max_outstanding) {
 		TH_LOG("the sub-requests of write() were sent one at a time");
 	}
@@ -199,7 +221,7 @@ TEST_F(fdio, gap_sync_read_reverse)
 		TH_LOG("pread: %s", strerror(errno));
 	}
 	check_read_data(_metadata, self, SZ);
-	check_log(_metadata, self->srv, FUSE_READ, SZ, "pread, reverse answers");
+	check_log(_metadata, self, FUSE_READ, SZ, "pread, reverse answers");
 	n = fts_get_ios(self->srv, &ios);
 	ooo = fdio_out_of_order(ios, n, FUSE_READ);
 	free(ios);
@@ -222,7 +244,7 @@ TEST_F(fdio, gap_sync_write_reverse)
 		TH_LOG("pwrite: %s", strerror(errno));
 	}
 	check_server_data(_metadata, self, SZ);
-	check_log(_metadata, self->srv, FUSE_WRITE, SZ,
+	check_log(_metadata, self, FUSE_WRITE, SZ,
 		  "pwrite, reverse answers");
 	n = fts_get_ios(self->srv, &ios);
 	ooo = fdio_out_of_order(ios, n, FUSE_WRITE);
@@ -387,7 +409,7 @@ static void async_concurrent(struct __test_metadata *_metadata,
 		check_read_data(_metadata, self, SZ);
 	snprintf(what, sizeof(what), "%s 2 MiB %s", api,
 		 write ? "write" : "read");
-	st = check_log(_metadata, self->srv, op, SZ, what);
+	st = check_log(_metadata, self, op, SZ, what);
 
 	n = fts_get_ios(self->srv, &ios);
 	fdio_reply_span(ios, n, op, &first, &last);
@@ -447,7 +469,7 @@ static void serial_read(struct __test_metadata *_metadata,
 		       ret < 0 ? strerror(aio ? -ret : errno) : "short");
 	}
 	check_read_data(_metadata, self, len);
-	st = check_log(_metadata, self->srv, FUSE_READ, len, what);
+	st = check_log(_metadata, self, FUSE_READ, len, what);
 	EXPECT_EQ(1U, st.max_outstanding);
 	EXPECT_EQ(8U, st.reads);
 }

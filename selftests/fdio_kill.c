@@ -25,6 +25,10 @@
  * see RELEASE for its file handle before every request on it was answered:
  * the series pins the file while sub-requests of a killed caller are in
  * flight.  Then the requests are answered and RELEASE must come.
+ *
+ * Each case runs over /dev/fuse (variant dev) and over FUSE-over-io_uring
+ * (variant uring, SKIP on kernels without it), where every READ/WRITE must
+ * have come over a ring queue (checked at teardown).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -51,10 +55,24 @@ FIXTURE(kill) {
 	void *ref;
 };
 
+FIXTURE_VARIANT(kill) {
+	enum fts_transport transport;
+};
+
+FIXTURE_VARIANT_ADD(kill, dev) {
+	.transport = FTS_TRANSPORT_DEV,
+};
+
+FIXTURE_VARIANT_ADD(kill, uring) {
+	.transport = FTS_TRANSPORT_URING,
+};
+
 FIXTURE_SETUP(kill)
 {
+	FDIO_SKIP_WITHOUT_TRANSPORT(variant->transport);
 	self->child = 0;
 	fdio_config(&self->cfg, FOPEN_DIRECT_IO);
+	self->cfg.transport = variant->transport;
 	self->ref = malloc(SZ);
 	ASSERT_NE(NULL, self->ref);
 	fts_fill_pattern(self->ref, SZ, 0, 21);
@@ -62,6 +80,8 @@ FIXTURE_SETUP(kill)
 
 FIXTURE_TEARDOWN(kill)
 {
+	if (self->srv)
+		FDIO_EXPECT_TRANSPORT(self->srv, variant->transport);
 	if (self->child > 0) {
 		/* answer what it waits for, so that it can go */
 		if (self->srv) {

@@ -15,6 +15,10 @@
  *    ends the write's uncached io mode when io_submit() returns (O_DIRECT),
  *    so the open goes through at once; without O_DIRECT its io_submit()
  *    does not return while the write is held.
+ *
+ * Each case runs over /dev/fuse (variant dev) and over FUSE-over-io_uring
+ * (variant uring, SKIP on kernels without it), where every READ/WRITE must
+ * have come over a ring queue (checked at teardown).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -43,11 +47,25 @@ FIXTURE(pdw) {
 	void *ref;	/* what is written */
 };
 
+FIXTURE_VARIANT(pdw) {
+	enum fts_transport transport;
+};
+
+FIXTURE_VARIANT_ADD(pdw, dev) {
+	.transport = FTS_TRANSPORT_DEV,
+};
+
+FIXTURE_VARIANT_ADD(pdw, uring) {
+	.transport = FTS_TRANSPORT_URING,
+};
+
 FIXTURE_SETUP(pdw)
 {
+	FDIO_SKIP_WITHOUT_TRANSPORT(variant->transport);
 	self->fd = -1;
 	fdio_config(&self->cfg,
 		    FOPEN_DIRECT_IO | FOPEN_PARALLEL_DIRECT_WRITES);
+	self->cfg.transport = variant->transport;
 	ASSERT_EQ(0, posix_memalign(&self->buf, 4096, SZ));
 	ASSERT_EQ(0, posix_memalign(&self->ref, 4096, SZ));
 	self->old = malloc(SZ);
@@ -58,6 +76,8 @@ FIXTURE_SETUP(pdw)
 
 FIXTURE_TEARDOWN(pdw)
 {
+	if (self->srv)
+		FDIO_EXPECT_TRANSPORT(self->srv, variant->transport);
 	if (self->fd >= 0)
 		close(self->fd);
 	fts_stop(self->srv);

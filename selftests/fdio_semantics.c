@@ -22,6 +22,10 @@
  * One server thread answering at once: requests are received, numbered and
  * answered in the order the kernel queued them, so "the 3rd READ" is the
  * one at offset 256 KiB.
+ *
+ * Each case runs over /dev/fuse (variant dev) and over FUSE-over-io_uring
+ * (variant uring, SKIP on kernels without it), where every READ/WRITE must
+ * have come over a ring queue (checked at teardown).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -52,10 +56,24 @@ FIXTURE(sem) {
 	void *new;	/* what a write writes */
 };
 
+FIXTURE_VARIANT(sem) {
+	enum fts_transport transport;
+};
+
+FIXTURE_VARIANT_ADD(sem, dev) {
+	.transport = FTS_TRANSPORT_DEV,
+};
+
+FIXTURE_VARIANT_ADD(sem, uring) {
+	.transport = FTS_TRANSPORT_URING,
+};
+
 FIXTURE_SETUP(sem)
 {
+	FDIO_SKIP_WITHOUT_TRANSPORT(variant->transport);
 	self->fd = -1;
 	fdio_config(&self->cfg, FOPEN_DIRECT_IO);
+	self->cfg.transport = variant->transport;
 	self->cfg.nthreads = 1;
 	ASSERT_EQ(0, posix_memalign(&self->buf, 4096, SZ));
 	ASSERT_EQ(0, posix_memalign(&self->new, 4096, SZ));
@@ -67,6 +85,8 @@ FIXTURE_SETUP(sem)
 
 FIXTURE_TEARDOWN(sem)
 {
+	if (self->srv)
+		FDIO_EXPECT_TRANSPORT(self->srv, variant->transport);
 	if (self->fd >= 0)
 		close(self->fd);
 	fts_stop(self->srv);
