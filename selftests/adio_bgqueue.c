@@ -158,14 +158,9 @@ FIXTURE_SETUP(bgq)
 	ASSERT_EQ(SZ, adio_size(fts_file(self->srv)));
 	fts_reset(self->srv);
 	if (variant->transport == FTS_TRANSPORT_URING) {
-		cpu_set_t one;
-
 		/* one ring queue for all our requests, see the top */
-		self->cpu = sched_getcpu();
+		self->cpu = fdio_one_queue();
 		ASSERT_LE(0, self->cpu);
-		CPU_ZERO(&one);
-		CPU_SET(self->cpu, &one);
-		ASSERT_EQ(0, sched_setaffinity(0, sizeof(one), &one));
 	}
 }
 

@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -102,6 +103,29 @@ static inline unsigned int fdio_wrong_transport(struct fts *srv,
 	}
 	free(ios);
 	return wrong;
+}
+
+/*
+ * Keep the calling thread, and the threads and processes it creates from
+ * now on, on the CPU it runs on: FUSE-over-io_uring sends a request on the
+ * ring queue of its task's CPU, and each queue has a server thread of its
+ * own, so requests of a task that moves between CPUs can reach the server
+ * out of the order they were sent in.  On one queue they arrive in order,
+ * as with one thread reading /dev/fuse (cfg.nthreads = 1), which the cases
+ * that pick "the nth request" need.  The CPU, or -errno.
+ */
+static inline int fdio_one_queue(void)
+{
+	int cpu = sched_getcpu();
+	cpu_set_t one;
+
+	if (cpu < 0)
+		return -errno;
+	CPU_ZERO(&one);
+	CPU_SET(cpu, &one);
+	if (sched_setaffinity(0, sizeof(one), &one))
+		return -errno;
+	return cpu;
 }
 
 /* In a harness test: every READ/WRITE in srv's log came through transport

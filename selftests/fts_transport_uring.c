@@ -59,22 +59,6 @@
 
 #define ENABLE_URING	"/sys/module/fuse/parameters/enable_uring"
 
-static int enable_uring_set(char val)
-{
-	ssize_t n;
-	int fd, err;
-
-	fd = open(ENABLE_URING, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	n = write(fd, &val, 1);
-	err = errno;
-	close(fd);
-	return n == 1 ? 0 : n < 0 ? -err : -EIO;
-}
-
-#ifdef FUSE_OVER_IO_URING
-
 /* Read the module parameter: 'Y', 'N', or -errno. */
 static int enable_uring_get(void)
 {
@@ -92,6 +76,22 @@ static int enable_uring_get(void)
 		return -err;
 	return n > 0 && (val[0] == 'Y' || val[0] == '1') ? 'Y' : 'N';
 }
+
+static int enable_uring_set(char val)
+{
+	ssize_t n;
+	int fd, err;
+
+	fd = open(ENABLE_URING, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = write(fd, &val, 1);
+	err = errno;
+	close(fd);
+	return n == 1 ? 0 : n < 0 ? -err : -EIO;
+}
+
+#ifdef FUSE_OVER_IO_URING
 
 #define STOP_TAG	0	/* user_data of the stop eventfd's poll */
 #define ENT_FRONT	4096	/* headers, and room in front of the payload */
@@ -625,9 +625,14 @@ static int uring_probe(struct fts *s, char *why, size_t whylen)
 static int uring_probe(struct fts *s, char *why, size_t whylen)
 {
 	(void)s;
-	snprintf(why, whylen,
-		 "built against a linux/fuse.h without FUSE-over-io_uring (protocol 7.%u < 7.42)",
-		 FUSE_KERNEL_MINOR_VERSION);
+	if (enable_uring_get() == -ENOENT)
+		snprintf(why, whylen,
+			 "kernel without CONFIG_FUSE_IO_URING (no %s)",
+			 ENABLE_URING);
+	else
+		snprintf(why, whylen,
+			 "built against a linux/fuse.h without FUSE-over-io_uring (protocol 7.%u < 7.42)",
+			 FUSE_KERNEL_MINOR_VERSION);
 	return -EOPNOTSUPP;
 }
 
