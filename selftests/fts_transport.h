@@ -56,7 +56,9 @@ struct fts_transport_ops {
 	 * and not yet mounted: can this kernel serve this way?  0, or -errno
 	 * (-EOPNOTSUPP: it can not) with the reason in why.  May change
 	 * global settings for the mount to come (enable_uring); unprobe()
-	 * (fts_stop(), may be NULL) undoes that.
+	 * (fts_stop(), may be NULL) undoes that.  s is NULL when called by
+	 * fts_transport_check(): then only look, change nothing.  NULL:
+	 * nothing to check.
 	 */
 	int (*probe)(struct fts *s, char *why, size_t whylen);
 	void (*unprobe)(struct fts *s);
