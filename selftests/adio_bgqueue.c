@@ -68,14 +68,16 @@
  * Transports (variants): dev serves over /dev/fuse, uring over
  * FUSE-over-io_uring (SKIP on kernels without it), where every READ/WRITE
  * must have come over a ring queue.  The ring sends a request on the queue
- * of the CPU its task runs on and queues background requests per queue:
- * each queue has its own overflow (with the series) and takes turns between
- * it and its other background requests, and fuse_uring_flush_bg() lets a
- * queue with no background request at the server send one whatever the
- * connection's count.  So in the uring variant the test process is kept on
- * one CPU, which makes every case but the two-CPU one use one queue and
- * hold to the same bounds and orders as /dev/fuse; the two-CPU case checks
- * the per-queue allowance, MAXBG + (queues used - 1).
+ * of the CPU its task runs on and queues background requests per queue;
+ * with the series, async direct IO past max_background waits on one
+ * overflow of the ring instead, which whichever queue has a slot below
+ * max_background draws from, taking turns with its other background
+ * requests; and fuse_uring_flush_bg() lets a queue with no background
+ * request at the server send one counted request whatever the connection's
+ * count.  So in the uring variant the test process is kept on one CPU,
+ * which makes every case but the two-CPU one use one queue and hold to the
+ * same bounds and orders as /dev/fuse; the two-CPU case allows the
+ * per-queue allowance, MAXBG + (queues used - 1).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
