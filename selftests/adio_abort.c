@@ -46,17 +46,7 @@ FIXTURE(abrt) {
 	long submitted;
 };
 
-FIXTURE_VARIANT(abrt) {
-	enum fts_transport transport;
-};
-
-FIXTURE_VARIANT_ADD(abrt, dev) {
-	.transport = FTS_TRANSPORT_DEV,
-};
-
-FIXTURE_VARIANT_ADD(abrt, uring) {
-	.transport = FTS_TRANSPORT_URING,
-};
+FDIO_TRANSPORT_VARIANTS(abrt);
 
 FIXTURE_SETUP(abrt)
 {

@@ -122,17 +122,7 @@ FIXTURE(bgq) {
 	int cpu;		/* uring: the one it runs on, else -1 */
 };
 
-FIXTURE_VARIANT(bgq) {
-	enum fts_transport transport;
-};
-
-FIXTURE_VARIANT_ADD(bgq, dev) {
-	.transport = FTS_TRANSPORT_DEV,
-};
-
-FIXTURE_VARIANT_ADD(bgq, uring) {
-	.transport = FTS_TRANSPORT_URING,
-};
+FDIO_TRANSPORT_VARIANTS(bgq);
 
 FIXTURE_SETUP(bgq)
 {

@@ -54,17 +54,7 @@ FIXTURE(dsync) {
 	void *got;
 };
 
-FIXTURE_VARIANT(dsync) {
-	enum fts_transport transport;
-};
-
-FIXTURE_VARIANT_ADD(dsync, dev) {
-	.transport = FTS_TRANSPORT_DEV,
-};
-
-FIXTURE_VARIANT_ADD(dsync, uring) {
-	.transport = FTS_TRANSPORT_URING,
-};
+FDIO_TRANSPORT_VARIANTS(dsync);
 
 FIXTURE_SETUP(dsync)
 {

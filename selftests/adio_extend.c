@@ -65,17 +65,7 @@ FIXTURE(ext) {
 	void *got;
 };
 
-FIXTURE_VARIANT(ext) {
-	enum fts_transport transport;
-};
-
-FIXTURE_VARIANT_ADD(ext, dev) {
-	.transport = FTS_TRANSPORT_DEV,
-};
-
-FIXTURE_VARIANT_ADD(ext, uring) {
-	.transport = FTS_TRANSPORT_URING,
-};
+FDIO_TRANSPORT_VARIANTS(ext);
 
 FIXTURE_SETUP(ext)
 {

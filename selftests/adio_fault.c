@@ -76,17 +76,7 @@ FIXTURE(fault) {
 	struct outcome *out;	/* MAP_SHARED */
 };
 
-FIXTURE_VARIANT(fault) {
-	enum fts_transport transport;
-};
-
-FIXTURE_VARIANT_ADD(fault, dev) {
-	.transport = FTS_TRANSPORT_DEV,
-};
-
-FIXTURE_VARIANT_ADD(fault, uring) {
-	.transport = FTS_TRANSPORT_URING,
-};
+FDIO_TRANSPORT_VARIANTS(fault);
 
 FIXTURE_SETUP(fault)
 {

@@ -58,17 +58,7 @@ FIXTURE(trunc) {
 	void *buf;
 };
 
-FIXTURE_VARIANT(trunc) {
-	enum fts_transport transport;
-};
-
-FIXTURE_VARIANT_ADD(trunc, dev) {
-	.transport = FTS_TRANSPORT_DEV,
-};
-
-FIXTURE_VARIANT_ADD(trunc, uring) {
-	.transport = FTS_TRANSPORT_URING,
-};
+FDIO_TRANSPORT_VARIANTS(trunc);
 
 FIXTURE_SETUP(trunc)
 {

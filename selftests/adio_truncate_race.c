@@ -76,17 +76,7 @@ FIXTURE(race) {
 	struct fdio_call c1, c2;
 };
 
-FIXTURE_VARIANT(race) {
-	enum fts_transport transport;
-};
-
-FIXTURE_VARIANT_ADD(race, dev) {
-	.transport = FTS_TRANSPORT_DEV,
-};
-
-FIXTURE_VARIANT_ADD(race, uring) {
-	.transport = FTS_TRANSPORT_URING,
-};
+FDIO_TRANSPORT_VARIANTS(race);
 
 FIXTURE_SETUP(race)
 {

@@ -233,17 +233,7 @@ FIXTURE(wbc) {
 	struct wshared *sh;
 };
 
-FIXTURE_VARIANT(wbc) {
-	enum fts_transport transport;
-};
-
-FIXTURE_VARIANT_ADD(wbc, dev) {
-	.transport = FTS_TRANSPORT_DEV,
-};
-
-FIXTURE_VARIANT_ADD(wbc, uring) {
-	.transport = FTS_TRANSPORT_URING,
-};
+FDIO_TRANSPORT_VARIANTS(wbc);
 
 FIXTURE_SETUP(wbc)
 {

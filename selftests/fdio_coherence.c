@@ -54,17 +54,7 @@ FIXTURE(coh) {
 	struct fdio_call call;
 };
 
-FIXTURE_VARIANT(coh) {
-	enum fts_transport transport;
-};
-
-FIXTURE_VARIANT_ADD(coh, dev) {
-	.transport = FTS_TRANSPORT_DEV,
-};
-
-FIXTURE_VARIANT_ADD(coh, uring) {
-	.transport = FTS_TRANSPORT_URING,
-};
+FDIO_TRANSPORT_VARIANTS(coh);
 
 FIXTURE_SETUP(coh)
 {

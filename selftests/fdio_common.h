@@ -69,6 +69,21 @@ static inline void fdio_config(struct fts_config *cfg, uint32_t open_flags)
 }
 
 /*
+ * The two transport variants of fixture fix: its variant struct has one
+ * member, transport; dev serves over /dev/fuse, uring over io_uring.
+ */
+#define FDIO_TRANSPORT_VARIANTS(fix)					\
+	FIXTURE_VARIANT(fix) {						\
+		enum fts_transport transport;				\
+	};								\
+	FIXTURE_VARIANT_ADD(fix, dev) {					\
+		.transport = FTS_TRANSPORT_DEV,				\
+	};								\
+	FIXTURE_VARIANT_ADD(fix, uring) {				\
+		.transport = FTS_TRANSPORT_URING,			\
+	}
+
+/*
  * In a FIXTURE_SETUP of a fixture with a transport variant: SKIP the case
  * when this kernel can not serve over transport t (FUSE-over-io_uring on
  * 6.12, or without CONFIG_FUSE_IO_URING), with the reason.

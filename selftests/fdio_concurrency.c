@@ -58,17 +58,7 @@ FIXTURE(fdio) {
 	void *ref;
 };
 
-FIXTURE_VARIANT(fdio) {
-	enum fts_transport transport;
-};
-
-FIXTURE_VARIANT_ADD(fdio, dev) {
-	.transport = FTS_TRANSPORT_DEV,
-};
-
-FIXTURE_VARIANT_ADD(fdio, uring) {
-	.transport = FTS_TRANSPORT_URING,
-};
+FDIO_TRANSPORT_VARIANTS(fdio);
 
 FIXTURE_SETUP(fdio)
 {

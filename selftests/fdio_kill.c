@@ -55,17 +55,7 @@ FIXTURE(kill) {
 	void *ref;
 };
 
-FIXTURE_VARIANT(kill) {
-	enum fts_transport transport;
-};
-
-FIXTURE_VARIANT_ADD(kill, dev) {
-	.transport = FTS_TRANSPORT_DEV,
-};
-
-FIXTURE_VARIANT_ADD(kill, uring) {
-	.transport = FTS_TRANSPORT_URING,
-};
+FDIO_TRANSPORT_VARIANTS(kill);
 
 FIXTURE_SETUP(kill)
 {

@@ -47,17 +47,7 @@ FIXTURE(pdw) {
 	void *ref;	/* what is written */
 };
 
-FIXTURE_VARIANT(pdw) {
-	enum fts_transport transport;
-};
-
-FIXTURE_VARIANT_ADD(pdw, dev) {
-	.transport = FTS_TRANSPORT_DEV,
-};
-
-FIXTURE_VARIANT_ADD(pdw, uring) {
-	.transport = FTS_TRANSPORT_URING,
-};
+FDIO_TRANSPORT_VARIANTS(pdw);
 
 FIXTURE_SETUP(pdw)
 {

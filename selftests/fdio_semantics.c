@@ -58,17 +58,7 @@ FIXTURE(sem) {
 	void *new;	/* what a write writes */
 };
 
-FIXTURE_VARIANT(sem) {
-	enum fts_transport transport;
-};
-
-FIXTURE_VARIANT_ADD(sem, dev) {
-	.transport = FTS_TRANSPORT_DEV,
-};
-
-FIXTURE_VARIANT_ADD(sem, uring) {
-	.transport = FTS_TRANSPORT_URING,
-};
+FDIO_TRANSPORT_VARIANTS(sem);
 
 FIXTURE_SETUP(sem)
 {
