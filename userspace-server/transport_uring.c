@@ -219,6 +219,19 @@ static struct uring_ent *map_take(struct uring_transport *t, uint64_t unique)
 
 /* ---- commands ------------------------------------------------------------ */
 
+/* A free SQE of q (submitting what is queued once if there is none);
+ * q->sq_lock held. */
+static struct io_uring_sqe *queue_sqe(struct uring_queue *q)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&q->ring);
+
+	if (sqe == NULL) {	/* depth + 1 SQEs: cannot be full for long */
+		io_uring_submit(&q->ring);
+		sqe = io_uring_get_sqe(&q->ring);
+	}
+	return sqe;
+}
+
 /* Queues one FUSE uring command for ent and submits it; any thread. */
 static int submit_cmd(struct uring_ent *ent, uint32_t cmd_op,
 		      uint64_t commit_id)
@@ -229,11 +242,7 @@ static int submit_cmd(struct uring_ent *ent, uint32_t cmd_op,
 	int ret;
 
 	pthread_mutex_lock(&q->sq_lock);
-	sqe = io_uring_get_sqe(&q->ring);
-	if (sqe == NULL) {	/* depth + 1 SQEs: cannot be full for long */
-		io_uring_submit(&q->ring);
-		sqe = io_uring_get_sqe(&q->ring);
-	}
+	sqe = queue_sqe(q);
 	if (sqe == NULL) {
 		pthread_mutex_unlock(&q->sq_lock);
 		return -EBUSY;
@@ -516,11 +525,7 @@ void uring_stop(struct uring_transport *t)
 		if (!q->thread_ok)
 			continue;
 		pthread_mutex_lock(&q->sq_lock);
-		sqe = io_uring_get_sqe(&q->ring);
-		if (sqe == NULL) {
-			io_uring_submit(&q->ring);
-			sqe = io_uring_get_sqe(&q->ring);
-		}
+		sqe = queue_sqe(q);
 		if (sqe) {
 			io_uring_prep_nop(sqe);
 			io_uring_sqe_set_data64(sqe, STOP_TAG);
