@@ -77,7 +77,7 @@ tree_version() {
 # tree; print the directory.  Refuse a version with no series, and one that
 # is not of BASE when BASE is set.
 ksrc_prepare() {
-	local ksrc=${1:-$KSRC} dir sha stamp ver base
+	local ksrc=${1:-$KSRC} dir sha stamp ver base lock=
 
 	if [ -d "$ksrc" ]; then
 		[ -f "$ksrc/Makefile" ] && [ -d "$ksrc/fs/fuse" ] ||
@@ -96,6 +96,11 @@ ksrc_prepare() {
 		fi
 		dir="$FUSE_ADIO_CACHE/src/$(basename "${ksrc%%.tar*}")-$sha"
 		if [ ! -f "$dir/.unpacked" ]; then
+			# one unpacker: make check prepares two bases at once
+			exec {lock}>"$dir.lock"
+			flock "$lock"
+		fi
+		if [ ! -f "$dir/.unpacked" ]; then
 			note "unpacking $ksrc into $dir (once)"
 			rm -rf "$dir" "$dir.tmp"
 			mkdir -p "$dir.tmp"
@@ -104,6 +109,7 @@ ksrc_prepare() {
 			mv "$dir.tmp" "$dir"
 			touch "$dir/.unpacked"
 		fi
+		[ -z "${lock:-}" ] || exec {lock}>&-
 	else
 		base=${BASE:-$BASE_DEFAULT}
 		if [ "$ksrc" = "$(base_ksrc "$base")" ]; then

@@ -125,7 +125,7 @@ fi
 # fail MSG / skip REASON end the test; a server it left running is
 # stopped by the subshell's EXIT trap.
 t() {
-	local name=$1 rc wd
+	local name=$1 rc wd start=$SECONDS
 	shift
 	[[ -z ${PT_ONLY:-} || $name =~ $PT_ONLY ]] || return 0
 	rm -f "$WORK/watchdog" "$WORK/srv.pid"
@@ -152,6 +152,8 @@ t() {
 		echo "not ok $N - $name"
 		tail -n 25 "$WORK/out" | sed 's/^/# /'
 	fi
+	# where a slow (guest) run spends its time
+	echo "# $((SECONDS - start)) s"
 	# /proc/self/mounts, not mountpoint(1): in a guest, after the watchdog
 	# killed a server, the next test still found its dead mount there
 	grep -q " $MNT " /proc/self/mounts && umount -l "$MNT"
