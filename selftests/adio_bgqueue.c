@@ -58,8 +58,10 @@
  *    at the server.  SKIP if the kernel has no user namespaces or the
  *    module has no max_user_bgreq parameter.
  *  - gap_two_cpus_submit_past_max_background: the gap case split between
- *    two threads on two CPUs, 32 reads in one io_submit() each, and the
- *    server holds every READ until both io_submit() returned (10 s at
+ *    two threads on two CPUs, 32 reads each (one, and once both threads
+ *    have sent theirs, so that each CPU's ring queue has a counted
+ *    request whichever thread runs first, the other 31 in one
+ *    io_submit()), and the server holds every READ until both returned (10 s at
  *    most; stock sleeps in them until answers come).  Both must return,
  *    all reads must return the right data, and the server may see MAXBG
  *    READs at once, plus one for each further ring queue used (see below;
@@ -794,7 +796,8 @@ struct bgq_half {
 	io_context_t ctx;
 	int fd, cpu, first;
 	char *buf;
-	pthread_barrier_t *go;
+	pthread_barrier_t *go;	/* both pinned and ready */
+	pthread_barrier_t *one;	/* both submitted their first read */
 	int err;		/* pinning: 0 or an errno */
 	long ret;		/* io_submit() */
 	uint64_t ms;
@@ -821,11 +824,19 @@ static void *bgq_half_main(void *arg)
 		ptrs[i] = &h->cbs[i];
 	}
 	pthread_barrier_wait(h->go);
-	if (!h->err) {
-		t0 = fdio_now_ns();
-		h->ret = io_submit(h->ctx, NR / 2, ptrs);
-		h->ms = (fdio_now_ns() - t0) / 1000000;
+	/*
+	 * One read each first, so that both CPUs' ring queues have a counted
+	 * request whichever thread runs first; then the rest, past the limit.
+	 */
+	t0 = fdio_now_ns();
+	h->ret = h->err ? -1 : io_submit(h->ctx, 1, ptrs);
+	pthread_barrier_wait(h->one);
+	if (h->ret == 1) {
+		long r = io_submit(h->ctx, NR / 2 - 1, ptrs + 1);
+
+		h->ret = r < 0 ? r : r + 1;
 	}
+	h->ms = (fdio_now_ns() - t0) / 1000000;
 	__atomic_store_n(&h->done, 1, __ATOMIC_RELEASE);
 	return NULL;
 }
@@ -841,7 +852,7 @@ TEST_F_TIMEOUT(bgq, gap_two_cpus_submit_past_max_background, 60)
 	bool ring = self->cfg.transport == FTS_TRANSPORT_URING;
 	struct bgq_half h[2];
 	struct fts_policy pol;
-	pthread_barrier_t go;
+	pthread_barrier_t go, one;
 	pthread_t th[2];
 	struct fts_io *ios;
 	struct fts_stats at, st;
@@ -863,6 +874,7 @@ TEST_F_TIMEOUT(bgq, gap_two_cpus_submit_past_max_background, 60)
 	adio_hold(&pol, FUSE_READ, 0);
 	fts_set_policy(self->srv, &pol);
 	ASSERT_EQ(0, pthread_barrier_init(&go, NULL, 2));
+	ASSERT_EQ(0, pthread_barrier_init(&one, NULL, 2));
 	for (i = 0; i < 2; i++) {
 		memset(&h[i], 0, sizeof(h[i]));
 		h[i].ctx = self->ctx;
@@ -871,6 +883,7 @@ TEST_F_TIMEOUT(bgq, gap_two_cpus_submit_past_max_background, 60)
 		h[i].first = i * NR / 2;
 		h[i].buf = self->buf;
 		h[i].go = &go;
+		h[i].one = &one;
 		ASSERT_EQ(0, pthread_create(&th[i], NULL, bgq_half_main,
 					    &h[i]));
 	}
@@ -885,6 +898,7 @@ TEST_F_TIMEOUT(bgq, gap_two_cpus_submit_past_max_background, 60)
 	for (i = 0; i < 2; i++)
 		pthread_join(th[i], NULL);
 	pthread_barrier_destroy(&go);
+	pthread_barrier_destroy(&one);
 	for (i = 0; i < 2; i++) {
 		ASSERT_EQ(0, h[i].err) TH_LOG("pinning a thread to CPU %d: %s",
 					      h[i].cpu, strerror(h[i].err));

@@ -98,7 +98,8 @@
  *  - gap_nowait_buffered_after_fcntl: a normal file opened with O_DIRECT,
  *    then O_DIRECT cleared: an RWF_NOWAIT write gets -EAGAIN with nothing
  *    sent; an RWF_NOWAIT read of an uncached page -EAGAIN, having started
- *    readahead (background READs), and once that is in, the data with
+ *    readahead (background READs, which the server holds until the
+ *    read returned), and once that is in, the data with
  *    no READ sent.
  *  - stream_file_no_nowait: FOPEN_STREAM files stay serial and get no
  *    FMODE_NOWAIT: RWF_NOWAIT is -EOPNOTSUPP there, patched or not.
@@ -1240,13 +1241,18 @@ TEST_F(nw, gap_nowait_buffered_after_fcntl)
 	 * An uncached page: -EAGAIN, but readahead is started (background
 	 * READs, FUSE_ASYNC_READ, a free slot), so a later NOWAIT read finds
 	 * the data.  IOCB_NOIO on every NOWAIT read would leave a sequential
-	 * io_uring reader with an -EAGAIN at each readahead window.
+	 * io_uring reader with an -EAGAIN at each readahead window.  The
+	 * server holds the READ until the read returned: answered at once,
+	 * it may make the page uptodate before the read looks again after
+	 * starting readahead, and the read rightly returns the data.
 	 */
+	hold_all(self->srv, FUSE_READ);
 	EXPECT_EQ(-1, preadv2(self->fd, &iov, 1, 32 * BS, RWF_NOWAIT));
 	EXPECT_EQ(EAGAIN, errno);
 	ASSERT_EQ(0, fts_wait_ops(self->srv, FUSE_READ, reads + 1, 3000)) {
 		TH_LOG("no readahead READ sent by the NOWAIT read");
 	}
+	fdio_answer_all(self->srv);
 	memset(self->buf, 0, BS);
 	for (i = 0; i < 100; i++) {
 		if (preadv2(self->fd, &iov, 1, 32 * BS, RWF_NOWAIT) == BS)
