@@ -92,13 +92,14 @@ ksrc_prepare() {
 		else
 			mkdir -p "$FUSE_ADIO_CACHE/src"
 			sha=$(sha256sum "$ksrc" | cut -c1-12)
-			echo "$sha" >"$stamp"
+			echo "$sha" >"$stamp.$$" && mv "$stamp.$$" "$stamp"
 		fi
 		dir="$FUSE_ADIO_CACHE/src/$(basename "${ksrc%%.tar*}")-$sha"
 		if [ ! -f "$dir/.unpacked" ]; then
-			# one unpacker: make check prepares two bases at once
+			# one unpacker: make check's foreground and background
+			# jobs may prepare the same source at once
 			exec {lock}>"$dir.lock"
-			flock "$lock"
+			flock "$lock" || die "cannot lock $dir.lock"
 		fi
 		if [ ! -f "$dir/.unpacked" ]; then
 			note "unpacking $ksrc into $dir (once)"
