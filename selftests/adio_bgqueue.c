@@ -61,8 +61,8 @@
  *    two threads on two CPUs, 32 reads each (one, and once both threads
  *    have sent theirs, so that each CPU's ring queue has a counted
  *    request whichever thread runs first, the other 31 in one
- *    io_submit()), and the server holds every READ until both returned (10 s at
- *    most; stock sleeps in them until answers come).  Both must return,
+ *    io_submit()), and the server holds every READ until both returned
+ *    (10 s at most; stock sleeps in them until answers come).  Both must return,
  *    all reads must return the right data, and the server may see MAXBG
  *    READs at once, plus one for each further ring queue used (see below;
  *    the uring variant must use two).  SKIP with one CPU.
