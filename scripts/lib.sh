@@ -247,19 +247,23 @@ kdir_make_args() {
 	fi
 }
 
-# flavour_module FLAVOUR VARIANT KDIR SRCDIR: print the fuse.ko (patched or
-# stock) for the FLAVOUR test kernel in KDIR, built from SRCDIR, building it
+# flavour_module FLAVOUR VARIANT KDIR SRCDIR: print the fuse.ko (patched,
+# stock, or upto-N: the first N patches) for the FLAVOUR test kernel in KDIR, built from SRCDIR, building it
 # first into logs/modules/<base>/FLAVOUR-VARIANT unless it is there and
 # still of the same series, source and kernel.  For the kernels make's own
 # fs-fuse/ and fs-fuse-stock/ were not built for (the perf flavour, or the
 # other base).
 flavour_module() {
-	local flavour=$1 variant=$2 kdir=$3 srcdir=$4 dir want list stock=
+	local flavour=$1 variant=$2 kdir=$3 srcdir=$4 dir want list stock='' upto=()
 	dir="$FUSE_ADIO_TOP/logs/modules/$(ksrc_base "$srcdir")/$flavour-$variant"
 	if [ "$variant" = stock ]; then
 		want=$(series_id) stock=--stock
 	else
 		list=$(series_patches "$srcdir") || return 1
+		if [[ $variant == upto-* ]]; then	# build-module checks N
+			upto=(--upto "${variant#upto-}")
+			list=$(head -n "${variant#upto-}" <<<"$list")
+		fi
 		# shellcheck disable=SC2086
 		want=$(series_id $list)
 	fi
@@ -269,7 +273,7 @@ flavour_module() {
 	       [ "$(sed -n 's/^source=//p' "$dir/.staged")" = "$srcdir" ] &&
 	       [ "$dir/fuse.ko" -nt "$dir/.staged" ]; }; then
 		"$FUSE_ADIO_TOP/scripts/build-module" --kdir "$kdir" --ksrc "$srcdir" \
-			--out "$dir" $stock >&2 ||
+			--out "$dir" $stock "${upto[@]}" >&2 ||
 			die "building the $variant fuse.ko for the $flavour kernel failed"
 	fi
 	echo "$dir/fuse.ko"
