@@ -3,7 +3,7 @@
 
   bench.py list [--quick] [--only RX] [--base B]   the workloads, one a line
   bench.py plan --out FILE --reps N --module VARIANT=KO ... [--quick]
-                [--only RX] [--base B] [--meta KEY=VALUE ...]
+                [--pairs N] [--only RX] [--base B] [--meta KEY=VALUE ...]
   bench.py guest --plan FILE --rep K --runs FILE   (inside the guest)
   bench.py report --plan FILE --runs FILE [--json F] [--png F] [--text F]
                                                Markdown table on stdout;
@@ -51,7 +51,7 @@ def cmd_plan(a):
     if set(mods) != {"stock", "patched"}:
         sys.exit("bench.py: plan needs --module stock=KO and --module patched=KO")
     meta = dict(kv.split("=", 1) for kv in a.meta)
-    plan = {"top": TOP, "reps": a.reps, "quick": a.quick, "modules": mods, "meta": meta,
+    plan = {"top": TOP, "reps": a.reps, "pairs": a.pairs, "quick": a.quick, "modules": mods, "meta": meta,
             "workloads": [w.to_dict() for w in ws]}
     with open(a.out, "w") as f:
         json.dump(plan, f, indent=1)
@@ -81,7 +81,8 @@ def cmd_report(a):
     if a.png and ok:
         m = plan["meta"]
         title = (f"fuse.ko stock vs patched: {m.get('kernel', '?')}, {m.get('machine', '')}, "
-                 f"{plan['reps']} rep(s)")
+                 f"{plan['reps']} rep(s)"
+                 + (f" x {plan['pairs']} pairs" if plan.get("pairs", 1) > 1 else ""))
         try:
             chart.png(res, a.png, title)
         except (OSError, RuntimeError) as e:
@@ -91,7 +92,8 @@ def cmd_report(a):
         print("bench: no chart: no run succeeded", file=sys.stderr)
     sys.stdout.write(report.markdown(res))
     # stock and patched, and the tmpfs ceiling where the workload has one
-    expected = sum(2 + d.get("raw_run", True) for d in plan["workloads"]) * plan["reps"]
+    expected = sum(2 * plan.get("pairs", 1) + d.get("raw_run", True)
+                   for d in plan["workloads"]) * plan["reps"]
     if res["failures"] or ok != expected:
         print(f"\nbench: {ok} of {expected} runs succeeded; failed: "
               + ("" if runs else "none recorded (did the guests start?)")
@@ -115,6 +117,8 @@ def main():
     p.add_argument("--base", default="7.3")
     p.add_argument("--out", required=True)
     p.add_argument("--reps", type=int, required=True)
+    p.add_argument("--pairs", type=int, default=1,
+                   help="stock/patched pairs of runs per workload and guest")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--only")
     p.add_argument("--module", action="append", default=[])

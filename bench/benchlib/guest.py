@@ -3,7 +3,9 @@
 For each workload: the raw tmpfs ceiling, then the two modules in turn
 (stock, patched or patched, stock; the order alternates per workload and
 per repetition, so that consecutive workloads share a module and the
-module is reloaded exactly when the variant changes).  Each run gets a
+module is reloaded exactly when the variant changes).  With the plan's
+"pairs" N above 1 each module runs N times, in the order A B B A A B ...,
+which cancels a drift of the guest's speed within the workload.  Each run gets a
 fresh tmpfs, a freshly laid out file, dropped caches and a new server;
 each writes one JSON line to the runs file as soon as it is done.
 """
@@ -362,6 +364,19 @@ def order(i, rep):
     return ("stock", "patched") if (i + rep) % 2 == 0 else ("patched", "stock")
 
 
+def variants(i, rep, pairs):
+    """Workload i's module runs in repetition rep: A B, B A, A B, ...
+    (pairs of them).  An even number of pairs ends where it started, so then
+    every workload of the repetition starts with the same module; an odd
+    one ends with the other, so then the order alternates per workload:
+    either way the next workload starts with the module already loaded."""
+    a, b = order(i * pairs, rep)
+    out = []
+    for k in range(pairs):
+        out += [a, b] if k % 2 == 0 else [b, a]
+    return out
+
+
 def main(argv=None):
     import argparse
     ap = argparse.ArgumentParser(description="one repetition of the benchmark, in the guest")
@@ -373,6 +388,7 @@ def main(argv=None):
         plan = json.load(f)
     top = plan["top"]
     reps = plan["reps"]
+    pairs = plan.get("pairs", 1)
     workloads = [from_dict(d) for d in plan["workloads"]]
     mods = Modules(plan["modules"])
     prior = []
@@ -381,7 +397,7 @@ def main(argv=None):
             prior = [json.loads(l) for l in f if l.strip()]
     sched = []
     for i, w in enumerate(workloads):
-        sched += [(w, "raw")] * w.raw_run + [(w, v) for v in order(i, a.rep)]
+        sched += [(w, "raw")] * w.raw_run + [(w, v) for v in variants(i, a.rep, pairs)]
     all_keys = [(w.id, v) for w, v in sched]
     eta = Eta(prior, len(sched), reps, a.rep)
     total = reps * len(sched)

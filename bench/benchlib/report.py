@@ -29,6 +29,18 @@ def summary(values):
             "max": max(values), "n": len(values), "values": values}
 
 
+def _per_rep(by_rep, f):
+    """A repetition's value of f: the median of its runs (a guest runs each
+    module once per workload, or --pairs times), in the order of the
+    repetitions; repetitions where f has no value are left out."""
+    out = []
+    for rep in sorted(by_rep):
+        vals = [x for x in (f(r) for r in by_rep[rep]) if x is not None]
+        if vals:
+            out.append(round(statistics.median(vals), 2))
+    return out
+
+
 def _per_io(key):
     def f(r):
         ios = r.get("ios") or r["iops"] * r["seconds"]
@@ -59,32 +71,33 @@ def aggregate(plan, runs, meta):
              "command": " ".join(commands.argv(w, "MNT", "."))}
         for v in VARIANTS:
             ok = [r for r in runs if r["workload"] == w.id and r["variant"] == v and r.get("ok")]
-            ok.sort(key=lambda r: r["rep"])
+            by_rep = {}
+            for r in ok:
+                by_rep.setdefault(r["rep"], []).append(r)
+            reps = sorted(by_rep)
             e[v] = {
-                "mbps": summary([r["mbps"] for r in ok]),
-                "iops": summary([r["iops"] for r in ok]),
-                "reps": [r["rep"] for r in ok],
+                "mbps": summary(_per_rep(by_rep, lambda r: r["mbps"])),
+                "iops": summary(_per_rep(by_rep, lambda r: r["iops"])),
+                "reps": reps,
+                "runs": len(ok),
                 "failed": sum(1 for r in failures if r["workload"] == w.id and r["variant"] == v),
             }
             for key, f in _EXTRA.items():
-                vals = [x for x in (f(r) for r in ok) if x is not None]
+                vals = _per_rep(by_rep, f)
                 if vals:
                     e[v][key] = summary(vals)
             if v != "raw":
-                e[v]["max_inflight"] = [r["server"]["max_inflight"] for r in ok]
+                e[v]["max_inflight"] = _per_rep(by_rep, lambda r: r["server"]["max_inflight"])
                 e[v]["max_inflight_median"] = (statistics.median(e[v]["max_inflight"])
                                                if ok else None)
         s, p = e["stock"]["mbps"], e["patched"]["mbps"]
         e["ratio"] = round(p["median"] / s["median"], 3) if s and p and s["median"] else None
         # per repetition (paired A/B in the same guest): spread of the ratio
         pairs = []
-        for rep in sorted(set(e["stock"]["reps"]) & set(e["patched"]["reps"])):
-            sv = next(r["mbps"] for r in runs if r["workload"] == w.id and r["variant"] == "stock"
-                      and r["rep"] == rep and r.get("ok"))
-            pv = next(r["mbps"] for r in runs if r["workload"] == w.id and r["variant"] == "patched"
-                      and r["rep"] == rep and r.get("ok"))
-            if sv:
-                pairs.append(round(pv / sv, 3))
+        if s and p:
+            sv = dict(zip(e["stock"]["reps"], s["values"]))
+            pairs = [round(pv / sv[rep], 3) for rep, pv in zip(e["patched"]["reps"], p["values"])
+                     if sv.get(rep)]
         e["ratio_per_rep"] = pairs
         out.append(e)
     by_id = {e["id"]: e for e in out}
@@ -93,7 +106,8 @@ def aggregate(plan, runs, meta):
         if w.model_k and w.model_twin in by_id:
             by_id[w.id]["model"] = model(w, by_id[w.id], by_id[w.model_twin])
     return {"meta": {**plan["meta"], "guest": meta[0] if meta else None,
-                     "reps": plan["reps"], "quick": plan["quick"]},
+                     "reps": plan["reps"], "pairs": plan.get("pairs", 1),
+                     "quick": plan["quick"]},
             "workloads": out,
             "failures": [{k: r.get(k) for k in ("rep", "workload", "variant", "error")}
                          for r in failures]}
