@@ -60,6 +60,8 @@ void io_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 
 /* Backends call this once op->done/op->err are final (any thread). */
 void io_complete(struct io_req *op);
+/* Keeps freed READ buffers in the heap; 0, or -1 if glibc refused. */
+int io_buffers_keep(void);
 /* Sends the reply, accounts it and frees op (any thread). */
 void io_reply(struct io_req *op);
 

@@ -57,6 +57,7 @@
 #include "backend.h"
 #include "delay.h"
 #include "devio.h"
+#include "io.h"
 #include "options.h"
 #include "server.h"
 #include "transport_uring.h"
@@ -379,6 +380,8 @@ int main(int argc, char **argv)
 		options_free(&srv.opt);
 		return 1;
 	}
+	if (io_buffers_keep())
+		fprintf(stderr, "passthrough: warning: mallopt() refused fixed heap thresholds: READ buffers may be faulted in anew per request\n");
 	rc = run(&srv);
 	options_free(&srv.opt);
 	return rc;
