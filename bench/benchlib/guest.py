@@ -80,9 +80,16 @@ class Modules:
 
     def __init__(self, modules):
         self.modules = modules           # variant -> {"path", "build_id"}
+        self.loaded = None               # the variant this guest inserted
 
     def current(self):
+        """The loaded variant: the one inserted last, or until then the
+        one whose build-id the module at boot has.  The two variants may
+        be one module (scripts/bench --upto 0:0, an A/A run), which is
+        still reloaded between them, as any other pair."""
         got = loaded_build_id()
+        if self.loaded:
+            return self.loaded if got and got.endswith(self.modules[self.loaded]["build_id"]) else None
         for v, m in self.modules.items():
             if got and got.endswith(m["build_id"]):
                 return v
@@ -100,6 +107,7 @@ class Modules:
             sh("rmmod", "fuse")
         m = self.modules[variant]
         sh("insmod", m["path"])
+        self.loaded = variant
         if self.current() != variant:
             raise RunError(f"/sys/module/fuse is not {m['path']} after insmod "
                            f"(build-id {loaded_build_id()}, expected {m['build_id']})")
