@@ -248,8 +248,9 @@ kdir_make_args() {
 }
 
 # flavour_module FLAVOUR VARIANT KDIR SRCDIR: print the fuse.ko (patched,
-# stock, or upto-N: the first N patches) for the FLAVOUR test kernel in KDIR, built from SRCDIR, building it
-# first into logs/modules/<base>/FLAVOUR-VARIANT unless it is there and
+# stock, or upto-N: the first N patches) for the FLAVOUR test kernel in
+# KDIR, built from SRCDIR, building it first into
+# logs/modules/<base>/FLAVOUR-VARIANT unless it is there and
 # still of the same series, source and kernel.  For the kernels make's own
 # fs-fuse/ and fs-fuse-stock/ were not built for (the perf flavour, or the
 # other base).

@@ -683,14 +683,11 @@ latency_one_thread() {
 t "--latency-us does not hold the worker (--threads 1)" latency_one_thread
 t "--latency-us does not hold the worker (--threads 1 --backend uring)" latency_one_thread --backend uring
 
-# READ buffers are reused: each READ gets a malloc()ed buffer, which the
-# reply frees.  With glibc's defaults 16 concurrent 128 KiB buffers were
-# given back to the kernel (heap trimmed) as the replies freed them and
-# faulted in again by the next batch: 10,000-12,000 minor faults a 64 MiB
-# dd read (16 READs a 2 MiB block, 10 ms latency) on the 7.3 perf guest,
-# 20% of its time.  The second fio run of the same file here must fault
-# less than one page in 16 (the heap may still grow by a few buffers, 32
-# pages each, where the second run reaches a new peak: up to 10 seen).
+# READ buffers stay in the heap between batches of concurrent READs
+# (io_buffers_keep() in io.c says what glibc's defaults cost).  The second
+# fio run of the same file must fault less than one page in 16 (the heap
+# may still grow by a few buffers, 32 pages each, where the second run
+# reaches a new peak: up to 10 seen).
 read_buffers_reused() {
 	local f0 f1 faults pages=$(((64 << 20) / 4096))
 	have fio || skip "no fio"
