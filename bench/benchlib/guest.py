@@ -230,6 +230,17 @@ def cpu_busy_s():
     return (v[0] + v[1] + v[2] + v[5] + v[6]) / os.sysconf("SC_CLK_TCK")
 
 
+def major_faults():
+    """Major page faults of the whole guest so far: with the 9p root, reads
+    from the host (an icount guest waiting for one idle has its clock moved
+    on to the next timer, see bench/README.md)."""
+    with open("/proc/vmstat") as f:
+        for line in f:
+            if line.startswith("pgmajfault "):
+                return int(line.split()[1])
+    return 0
+
+
 def task_cpu_s(pid):
     """utime + stime of a process (all its threads), None once it is gone."""
     try:
@@ -277,6 +288,7 @@ def run_tool(w, d, top, logdir, server_pid=None):
     argv = commands.argv(w, d, top)
     t0 = time.monotonic()
     cpu0 = cpu_busy_s()
+    majflt0 = major_faults()
     srv0 = task_cpu_s(server_pid) if server_pid else None
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, cwd=d)
@@ -296,6 +308,7 @@ def run_tool(w, d, top, logdir, server_pid=None):
             iowq.join()
     wall = time.monotonic() - t0
     cpu = cpu_busy_s() - cpu0
+    majflt = major_faults() - majflt0
     srv1 = task_cpu_s(server_pid) if server_pid else None
     with open(os.path.join(logdir, "tool.log"), "w") as f:
         f.write(" ".join(argv) + "\n" + out)
@@ -309,6 +322,7 @@ def run_tool(w, d, top, logdir, server_pid=None):
     # CPU time of the whole guest while the tool ran (fio's start and
     # stop included) and of the server process in it
     res["cpu_s"] = round(cpu, 3)
+    res["majflt"] = majflt
     if srv0 is not None and srv1 is not None:
         res["server_cpu_s"] = round(srv1 - srv0, 3)
     if iowq:
@@ -443,8 +457,9 @@ def main(argv=None):
             rec.update(ok=True, mbps=round(mbps, 2), iops=round(res["ios"] / res["seconds"], 1),
                        bytes=res["bytes"], ios=res["ios"], seconds=res["seconds"], wall=res["wall"],
                        server=res["server"],
-                       **{k: res[k] for k in ("cpu_s", "server_cpu_s", "iowq_most", "iowq_seen", "iowq_cpu_s",
-                                              "fio_cpu_s", "slat_us") if k in res})
+                       **{k: res[k] for k in ("cpu_s", "majflt", "server_cpu_s", "iowq_most",
+                                              "iowq_seen", "iowq_cpu_s", "fio_cpu_s", "slat_us")
+                          if k in res})
         except (RunError, OSError, subprocess.SubprocessError) as e:
             failed += 1
             rec.update(ok=False, error=str(e))
