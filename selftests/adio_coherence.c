@@ -149,22 +149,7 @@ struct sync_write {
 	void *buf;
 };
 
-/*
- * Fail the WRITE at offset 0, not the first WRITE to arrive: the two
- * requests of the write are sent together and two server threads may log
- * them in either order.  Failing the second half instead makes the write
- * short, and generic_file_direct_write()'s buffered fallback then writes
- * the rest: 1 run in 15 returned the whole 256 KiB with an nth rule.
- */
-static void fail_first_half(void *arg, const struct fts_io *io,
-			    struct fts_action *action)
-{
-	(void)arg;
-	if (io->opcode == FUSE_WRITE && io->offset == 0) {
-		action->act = FTS_ACT_FAIL;
-		action->err = EIO;
-	}
-}
+static uint64_t fail_off;	/* 0: the first half; copied into the server at fork */
 
 static long do_sync_write(void *arg)
 {
@@ -189,7 +174,16 @@ TEST_F_TIMEOUT(coh, gap_read_during_failed_sync_write, 30)
 	fts_fill_pattern(old, FSZ, 0, 91);
 	fts_fill_pattern(new, FSZ, 0, 92);
 	adio_hold(&self->cfg.policy, FUSE_WRITE, 0);
-	self->cfg.policy.hook = fail_first_half;
+	/*
+	 * Fail the WRITE at offset 0, not the first WRITE to arrive: the two
+	 * requests of the write are sent together and two server threads may
+	 * log them in either order.  Failing the second half instead makes
+	 * the write short, and generic_file_direct_write()'s buffered
+	 * fallback then writes the rest: 1 run in 15 returned the whole 256
+	 * KiB with an nth rule.
+	 */
+	self->cfg.policy.hook = adio_fail_write_at;
+	self->cfg.policy.hook_arg = &fail_off;
 	ASSERT_EQ(0, fts_start(&self->cfg, &self->srv));
 	ASSERT_EQ(0, fts_set_data(self->srv, old, FSZ));
 	self->bfd = open(fts_file(self->srv), O_RDONLY);

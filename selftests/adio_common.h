@@ -23,6 +23,20 @@ static inline void adio_config(struct fts_config *cfg)
 	fdio_config(cfg, 0);
 }
 
+/*
+ * Policy hook: fail the WRITE at file offset *(uint64_t *)arg with EIO,
+ * whichever order the requests of one IO arrive in.  The offset lives in
+ * the test's memory, which the server inherits at fork.
+ */
+static inline void adio_fail_write_at(void *arg, const struct fts_io *io,
+				      struct fts_action *action)
+{
+	if (io->opcode == FUSE_WRITE && io->offset == *(uint64_t *)arg) {
+		action->act = FTS_ACT_FAIL;
+		action->err = EIO;
+	}
+}
+
 /* Hold every WRITE (or READ) until timeout_ms after the oldest held one. */
 static inline void adio_hold(struct fts_policy *pol, uint32_t opcode,
 			     unsigned int timeout_ms)

@@ -130,16 +130,6 @@ static void check_data(struct __test_metadata *_metadata,
 	}
 }
 
-/* Policy hook: fail the WRITE at file offset *(uint64_t *)arg with EIO. */
-static void fail_at(void *arg, const struct fts_io *io,
-		    struct fts_action *action)
-{
-	if (io->opcode == FUSE_WRITE && io->offset == *(uint64_t *)arg) {
-		action->act = FTS_ACT_FAIL;
-		action->err = EIO;
-	}
-}
-
 static uint64_t fail_off;	/* copied into the server at fork */
 
 /* NW writes of CH at OLD + i * CH, one io_submit(). */
@@ -201,7 +191,7 @@ TEST_F_TIMEOUT(ext, failed_last_extending_write_truncated, 60)
 	adio_hold(&self->cfg.policy, FUSE_WRITE, 150);
 	self->cfg.policy.order = FTS_ORDER_REVERSE;
 	fail_off = OLD + (NW - 1) * CH;
-	self->cfg.policy.hook = fail_at;
+	self->cfg.policy.hook = adio_fail_write_at;
 	self->cfg.policy.hook_arg = &fail_off;
 	start(_metadata, self, 0);
 
@@ -234,7 +224,7 @@ TEST_F_TIMEOUT(ext, failed_first_extending_write_keeps_later, 120)
 	self->cfg.policy.hold_timeout_ms = 50;
 	self->cfg.policy.hold_opcode = FUSE_WRITE;
 	fail_off = OLD;
-	self->cfg.policy.hook = fail_at;
+	self->cfg.policy.hook = adio_fail_write_at;
 	self->cfg.policy.hook_arg = &fail_off;
 	start(_metadata, self, 0);
 
@@ -283,7 +273,7 @@ static void big_fail(struct __test_metadata *_metadata,
 	long res[1], want;
 
 	fail_off = OLD + (uint64_t)(nth - 1) * CH;
-	self->cfg.policy.hook = fail_at;
+	self->cfg.policy.hook = adio_fail_write_at;
 	self->cfg.policy.hook_arg = &fail_off;
 	start(_metadata, self, 0);
 

@@ -116,16 +116,6 @@ static int enter_userns(FIXTURE_DATA(uns) *self, const char **why)
 	return uns_enter(self->dir, self->node, why);
 }
 
-/* Policy hook: fail the WRITE at file offset *(uint64_t *)arg with EIO. */
-static void fail_at(void *arg, const struct fts_io *io,
-		    struct fts_action *action)
-{
-	if (io->opcode == FUSE_WRITE && io->offset == *(uint64_t *)arg) {
-		action->act = FTS_ACT_FAIL;
-		action->err = EIO;
-	}
-}
-
 static uint64_t fail_off;	/* copied into the server at fork */
 
 /* Into the namespace, start the server with "file" = old data, open it. */
@@ -169,7 +159,7 @@ TEST_F_TIMEOUT(uns, failed_extending_write_truncated_back, 60)
 	long res[1];
 
 	fail_off = OLD;
-	self->cfg.policy.hook = fail_at;
+	self->cfg.policy.hook = adio_fail_write_at;
 	self->cfg.policy.hook_arg = &fail_off;
 	start(_metadata, self);
 	if (_metadata->exit_code == KSFT_SKIP)
