@@ -68,6 +68,12 @@ note() {
 	printf '%s: %s\n' "${0##*/}" "$*" >&2
 }
 
+# usage: print the calling script's header comment (from line 2 to the
+# first line that is not a comment), for --help.
+usage() {
+	sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"
+}
+
 # Print the kernel version (e.g. 6.12.117) of a source or build tree.
 tree_version() {
 	make -s -C "$1" kernelversion 2>/dev/null | tail -n 1
