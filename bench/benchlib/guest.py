@@ -159,7 +159,19 @@ def warm_up(top, logdir):
 
 
 def fresh_backing(w):
-    """A new tmpfs at SRC with the workload's file laid out."""
+    """A new tmpfs at SRC with the workload's file laid out.
+
+    No drop_caches: under TCG it made runs slow at random.  It frees the
+    page cache of the binaries, whose frames held code qemu had
+    translated; a later write to such a frame (a server's READ buffer,
+    dd's buffer) first invalidates the translations, under locks the other
+    vCPU's thread takes to translate.  Measured on the 7.3 perf guest, the
+    latency-model dd read (patched, 64 MiB, 12 runs each): 76-149 MB/s
+    with it, 131-153 without; the slow runs' guest profile is page
+    clearing after faults, the host's qemu shows page_collection_lock and
+    tcg_flush_jmp_cache only with it.  The binaries' pages stay cached
+    from the warm-up on, so no timed run reads them over 9p either.
+    """
     for d in (SRC, MNT):
         os.makedirs(d, exist_ok=True)
     if mounted(SRC):
@@ -169,8 +181,6 @@ def fresh_backing(w):
     if mb:
         sh("fallocate", "-l", f"{mb}M", os.path.join(SRC, "file"))
     sh("sync")
-    with open("/proc/sys/vm/drop_caches", "w") as f:
-        f.write("3")
 
 
 class Server:
