@@ -161,16 +161,13 @@ def warm_up(top, logdir):
 def fresh_backing(w):
     """A new tmpfs at SRC with the workload's file laid out.
 
-    No drop_caches: under TCG it made runs slow at random.  It frees the
-    page cache of the binaries, whose frames held code qemu had
-    translated; a later write to such a frame (a server's READ buffer,
-    dd's buffer) first invalidates the translations, under locks the other
-    vCPU's thread takes to translate.  Measured on the 7.3 perf guest, the
-    latency-model dd read (patched, 64 MiB, 12 runs each): 76-149 MB/s
-    with it, 131-153 without; the slow runs' guest profile is page
-    clearing after faults, the host's qemu shows page_collection_lock and
-    tcg_flush_jmp_cache only with it.  The binaries' pages stay cached
-    from the warm-up on, so no timed run reads them over 9p either.
+    No drop_caches: under TCG it made runs slow at random (latency-model
+    dd read, 12 runs in one guest: 76-149 MB/s with it, 131-153
+    without; the slow runs' time is page clearing in faults).  It frees
+    page-cache frames holding code qemu has translated, and qemu takes a
+    slow path for stores to such a frame until it has invalidated the
+    translations.  The binaries also stay cached from the warm-up on, so
+    no timed run reads them over 9p.
     """
     for d in (SRC, MNT):
         os.makedirs(d, exist_ok=True)
