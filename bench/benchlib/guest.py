@@ -291,15 +291,18 @@ class IowqCounter(threading.Thread):
             self.most = max(self.most, now)
 
 
-def run_tool(w, d, top, logdir, server_pid=None):
-    argv = commands.argv(w, d, top)
+def run_tool(w, d, top, logdir, server_pid=None, prefix=()):
+    """Run the workload's tool in directory d and parse its result.
+    prefix: a command to run the tool under (e.g. perf record ... --);
+    io-wq workers are then not counted (they would be the prefix's)."""
+    argv = [*prefix, *commands.argv(w, d, top)]
     t0 = time.monotonic()
     cpu0 = cpu_busy_s()
     majflt0 = major_faults()
     srv0 = task_cpu_s(server_pid) if server_pid else None
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, cwd=d)
-    iowq = IowqCounter(proc.pid) if w.count_iowq else None
+    iowq = IowqCounter(proc.pid) if w.count_iowq and not prefix else None
     if iowq:
         iowq.start()
     try:
