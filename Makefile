@@ -93,6 +93,7 @@ clean:
 		.modules.order.cmd .Module.symvers.cmd
 	-$(MAKE) -C userspace-server clean
 	-$(MAKE) -C bench/aio-stress clean
+	-$(MAKE) -C bench/host-noise clean
 	-$(MAKE) -C selftests clean
 
 distclean: clean
