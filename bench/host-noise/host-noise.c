@@ -279,8 +279,12 @@ int main(int argc, char **argv)
 
 			if (p->n < cap)
 				p->ms[p->n++] = ms;
-			if (log)
-				fprintf(log, "%.3f %s %.3f\n", wall(), p->name, ms);
+			/* line by line: another program may follow the log */
+			if (log && (fprintf(log, "%.3f %s %.3f\n", wall(), p->name, ms) < 0 ||
+				    fflush(log))) {
+				fprintf(stderr, "host-noise: %s: %s\n", o.log, strerror(errno));
+				return 1;
+			}
 			if (sleep_ms > 0) {
 				struct timespec ts = {
 					.tv_sec = (time_t)(sleep_ms / 1e3),
