@@ -37,6 +37,17 @@ def build_id(ko):
     sys.exit(f"bench.py: {ko} has no build-id note")
 
 
+def meta_pairs(items):
+    """--meta KEY=VALUE arguments as a dict."""
+    out = {}
+    for kv in items:
+        k, sep, v = kv.partition("=")
+        if not sep or not k:
+            sys.exit(f"bench.py: --meta takes KEY=VALUE, not {kv!r}")
+        out[k] = v
+    return out
+
+
 def cmd_plan(a):
     ws = wl.select(wl.matrix(a.base), a.quick, a.only)
     if not ws:
@@ -50,7 +61,7 @@ def cmd_plan(a):
         mods[v] = {"path": ko, "build_id": build_id(ko)}
     if set(mods) != {"stock", "patched"}:
         sys.exit("bench.py: plan needs --module stock=KO and --module patched=KO")
-    meta = dict(kv.split("=", 1) for kv in a.meta)
+    meta = meta_pairs(a.meta)
     plan = {"top": TOP, "reps": a.reps, "pairs": a.pairs, "quick": a.quick, "modules": mods, "meta": meta,
             "workloads": [w.to_dict() for w in ws]}
     with open(a.out, "w") as f:
@@ -67,6 +78,7 @@ def cmd_report(a):
     from benchlib import chart, report
     with open(a.plan) as f:
         plan = json.load(f)
+    plan["meta"].update(meta_pairs(a.meta))
     runs, meta = report.load_runs(a.runs) if os.path.exists(a.runs) else ([], [])
     res = report.aggregate(plan, runs, meta)
     if a.json:
@@ -133,6 +145,8 @@ def main():
     p.add_argument("--json")
     p.add_argument("--png")
     p.add_argument("--text")
+    p.add_argument("--meta", action="append", default=[],
+                   help="KEY=VALUE added to the plan's meta (measured after the guests)")
     a = ap.parse_args()
     return {"list": cmd_list, "plan": cmd_plan, "guest": cmd_guest,
             "report": cmd_report}[a.cmd](a) or 0
