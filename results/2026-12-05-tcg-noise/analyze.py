@@ -6,6 +6,8 @@
                                   medians), the raw column's scatter
   analyze.py RUNS --probe LOG     and each run's speed against the
                                   host-noise windows measured during it
+  analyze.py RUNS --rows          per row: patched/stock of the medians and
+                                  the per-repetition ratios, lowest first
 """
 import argparse
 import json
@@ -38,7 +40,7 @@ def noise(runs):
     by = {}
     for r in runs:
         by.setdefault(r["workload"], {}).setdefault(r["variant"], {}).setdefault(r["rep"], []).append(r["mbps"])
-    logs, under, over, rows = [], 0, 0, 0
+    logs, row_logs, under, over, rows = [], [], 0, 0, 0
     for w, v in by.items():
         s, p = v.get("stock", {}), v.get("patched", {})
         reps = sorted(set(s) & set(p))
@@ -49,16 +51,39 @@ def noise(runs):
         pm = {k: st.median(p[k]) for k in reps}
         logs += [math.log(pm[k] / sm[k]) for k in reps]
         ratio = st.median(pm.values()) / st.median(sm.values())
+        row_logs.append(math.log(ratio))
         under += ratio < 0.95
         over += ratio > 1.05
-    print(f"{rows} rows, {len(logs)} repetition pairs: per-repetition log sd of patched/stock "
-          f"{st.pstdev(logs):.3f}; ratio of medians under 0.95x: {under}, over 1.05x: {over}")
+    n = len(logs)
+    # 95% interval of a standard deviation from n values (normal approximation)
+    lo, hi = 1 / (1 + 1.96 / math.sqrt(2 * (n - 1))), 1 / (1 - 1.96 / math.sqrt(2 * (n - 1)))
+    print(f"{rows} rows, {n} repetition pairs: per-repetition log sd of patched/stock "
+          f"{st.pstdev(logs):.3f} (95% interval {st.pstdev(logs) * lo:.3f}-{st.pstdev(logs) * hi:.3f}); "
+          f"ratio of medians: under 0.95x {under}, over 1.05x {over}, log sd across rows "
+          f"{st.pstdev(row_logs):.3f}")
     for col in ("raw", "stock", "patched"):
         sds = [st.pstdev([math.log(x) for xs in v[col].values() for x in xs])
                for v in by.values() if len(v.get(col, {})) > 1]
         if sds:
             print(f"  {col:8s} runs of a row across repetitions: pooled log sd "
                   f"{math.sqrt(sum(x * x for x in sds) / len(sds)):.3f} ({len(sds)} rows)")
+
+
+def per_row(runs):
+    by = {}
+    for r in runs:
+        by.setdefault(r["workload"], {}).setdefault(r["variant"], {}).setdefault(r["rep"], []).append(r["mbps"])
+    rows = []
+    for w, v in by.items():
+        s = {k: st.median(x) for k, x in v.get("stock", {}).items()}
+        p = {k: st.median(x) for k, x in v.get("patched", {}).items()}
+        reps = sorted(set(s) & set(p))
+        if reps:
+            rows.append((st.median(p[k] for k in reps) / st.median(s[k] for k in reps), w,
+                         [p[k] / s[k] for k in reps]))
+    print(f"{'row':46s} {'n':>3s} {'ratio':>6s}  per repetition (patched/stock)")
+    for ratio, w, per in sorted(rows):
+        print(f"{w:46s} {len(per):3d} {ratio:6.3f}  [{' '.join(f'{x:.3f}' for x in per)}]")
 
 
 def rank(xs):
@@ -83,17 +108,30 @@ def against_probe(runs, path):
             parts = line.split()
             if len(parts) == 3:
                 probe.setdefault(parts[1], []).append((float(parts[0]), float(parts[2])))
+    if any("time" not in r for r in runs):
+        raise SystemExit("--probe needs the runs.jsonl of the run (times of each run)")
+    # only the windows taken while the bench ran; the runs' times are the
+    # guest's clock (set from the emulated RTC at boot: within about 1 s
+    # of the host's)
+    t0 = min(r["time"] for r in runs)
+    t1 = max(r["time"] + r["duration"] for r in runs)
+    probe = {k: [(t, ms) for t, ms in v if t0 <= t <= t1] for k, v in probe.items()}
     base = {}
     for r in runs:
         base.setdefault((r["workload"], r["variant"]), []).append(r["mbps"])
     base = {k: st.median(v) for k, v in base.items()}
     for name, samples in probe.items():
+        if not samples:
+            print(f"{name}: no window while the bench ran")
+            continue
         med = st.median(ms for _, ms in samples)
+        q = sorted(ms for _, ms in samples)
+        print(f"{name}: {len(q)} windows while the bench ran, p95/p5 "
+              f"{q[round(0.95 * (len(q) - 1))] / q[round(0.05 * (len(q) - 1))]:.2f}")
         pts = []
         for r in runs:
-            if "time" not in r:
-                raise SystemExit("--probe needs the runs.jsonl of the run (times of each run)")
-            # the tool ran in the last `seconds` of the run's duration
+            # the tool ran in the last `seconds` of the run's duration, give
+            # or take the server's stop and an unmount after it (0.5 s)
             end = r["time"] + r["duration"]
             inside = [ms for t, ms in samples if end - r["seconds"] - 0.5 <= t <= end]
             if inside:
@@ -116,8 +154,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs")
     ap.add_argument("--probe")
+    ap.add_argument("--rows", action="store_true")
     a = ap.parse_args()
     runs = load_runs(a.runs)
+    if a.rows:
+        per_row(runs)
+        return
     noise(runs)
     if a.probe:
         against_probe(runs, a.probe)
