@@ -65,7 +65,7 @@ corrupt() {	# corrupt FILE OFFSET BYTES
 	printf '%s' "$3" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none
 }
 
-FSTYPE=$(findmnt -no FSTYPE -T "$DIR" 2>/dev/null || stat -f -c %T "$DIR")
+FSTYPE=$( (findmnt -no FSTYPE -T "$DIR" 2>/dev/null || stat -f -c %T "$DIR") | tail -n 1)
 echo "testing $BIN in $DIR ($FSTYPE)"
 
 if dd if=/dev/zero of="$DIR/odirect" bs=64k count=1 oflag=direct status=none 2>/dev/null; then
