@@ -36,28 +36,39 @@ def load_runs(path):
     return [r for r in runs if r.get("type") == "run" and r.get("ok")]
 
 
-def noise(runs):
+def by_row(runs):
+    """workload -> variant -> repetition -> [MB/s of its runs]"""
     by = {}
     for r in runs:
         by.setdefault(r["workload"], {}).setdefault(r["variant"], {}).setdefault(r["rep"], []).append(r["mbps"])
-    logs, row_logs, under, over, rows = [], [], 0, 0, 0
+    return by
+
+
+def row_ratios(by):
+    """Per row: (patched/stock of the medians, workload, per-repetition ratios),
+    a repetition's figure being the median of its runs."""
+    rows = []
     for w, v in by.items():
-        s, p = v.get("stock", {}), v.get("patched", {})
+        s = {k: st.median(x) for k, x in v.get("stock", {}).items()}
+        p = {k: st.median(x) for k, x in v.get("patched", {}).items()}
         reps = sorted(set(s) & set(p))
-        if not reps:
-            continue
-        rows += 1
-        sm = {k: st.median(s[k]) for k in reps}
-        pm = {k: st.median(p[k]) for k in reps}
-        logs += [math.log(pm[k] / sm[k]) for k in reps]
-        ratio = st.median(pm.values()) / st.median(sm.values())
-        row_logs.append(math.log(ratio))
-        under += ratio < 0.95
-        over += ratio > 1.05
+        if reps:
+            rows.append((st.median(p[k] for k in reps) / st.median(s[k] for k in reps), w,
+                         [p[k] / s[k] for k in reps]))
+    return rows
+
+
+def noise(runs):
+    by = by_row(runs)
+    rows = row_ratios(by)
+    logs = [math.log(x) for _, _, per in rows for x in per]
+    row_logs = [math.log(ratio) for ratio, _, _ in rows]
+    under = sum(ratio < 0.95 for ratio, _, _ in rows)
+    over = sum(ratio > 1.05 for ratio, _, _ in rows)
     n = len(logs)
     # 95% interval of a standard deviation from n values (normal approximation)
     lo, hi = 1 / (1 + 1.96 / math.sqrt(2 * (n - 1))), 1 / (1 - 1.96 / math.sqrt(2 * (n - 1)))
-    print(f"{rows} rows, {n} repetition pairs: per-repetition log sd of patched/stock "
+    print(f"{len(rows)} rows, {n} repetition pairs: per-repetition log sd of patched/stock "
           f"{st.pstdev(logs):.3f} (95% interval {st.pstdev(logs) * lo:.3f}-{st.pstdev(logs) * hi:.3f}); "
           f"ratio of medians: under 0.95x {under}, over 1.05x {over}, log sd across rows "
           f"{st.pstdev(row_logs):.3f}")
@@ -70,19 +81,8 @@ def noise(runs):
 
 
 def per_row(runs):
-    by = {}
-    for r in runs:
-        by.setdefault(r["workload"], {}).setdefault(r["variant"], {}).setdefault(r["rep"], []).append(r["mbps"])
-    rows = []
-    for w, v in by.items():
-        s = {k: st.median(x) for k, x in v.get("stock", {}).items()}
-        p = {k: st.median(x) for k, x in v.get("patched", {}).items()}
-        reps = sorted(set(s) & set(p))
-        if reps:
-            rows.append((st.median(p[k] for k in reps) / st.median(s[k] for k in reps), w,
-                         [p[k] / s[k] for k in reps]))
     print(f"{'row':46s} {'n':>3s} {'ratio':>6s}  per repetition (patched/stock)")
-    for ratio, w, per in sorted(rows):
+    for ratio, w, per in sorted(row_ratios(by_row(runs))):
         print(f"{w:46s} {len(per):3d} {ratio:6.3f}  [{' '.join(f'{x:.3f}' for x in per)}]")
 
 
